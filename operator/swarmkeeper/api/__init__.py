@@ -1,0 +1,89 @@
+"""The spec model: the single source of truth for every kind, in files, Git and Kubernetes.
+
+Imports nothing else of swarmkeeper's. ``schema/`` generates the CRDs and JSON Schema from here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter
+
+from .base import API_VERSION, Condition, ConditionStatus, Model, ObjectMeta, ObjectStatus
+from .cluster import EngineEndpoint, EngineTLS, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus
+from .network import IPAM, IPAMPool, SwarmNetwork, SwarmNetworkSpec
+from .service import (
+    UNMANAGED_FIELDS,
+    UNMANAGED_FIELDS_ANNOTATION,
+    FileReference,
+    Healthcheck,
+    Mount,
+    NetworkAttachment,
+    Placement,
+    Port,
+    ReplicaCounts,
+    Resources,
+    RestartPolicy,
+    RollbackConfig,
+    ServiceStatus,
+    SwarmService,
+    SwarmServiceSpec,
+    TaskError,
+    UpdateConfig,
+    UpdateProgress,
+)
+from .values import SourceKeyRef, SwarmConfig, SwarmSecret, ValueSpec, ValueStatus
+
+Resource = SwarmCluster | SwarmNetwork | SwarmSecret | SwarmConfig | SwarmService
+AnyResource = Annotated[Resource, Field(discriminator="kind")]
+RESOURCE_ADAPTER: TypeAdapter[Resource] = TypeAdapter(AnyResource)
+
+KINDS: dict[str, type[Resource]] = {
+    cls.model_fields["kind"].default: cls
+    for cls in (SwarmCluster, SwarmNetwork, SwarmSecret, SwarmConfig, SwarmService)
+}
+
+__all__ = [
+    "API_VERSION",
+    "IPAM",
+    "KINDS",
+    "RESOURCE_ADAPTER",
+    "UNMANAGED_FIELDS",
+    "UNMANAGED_FIELDS_ANNOTATION",
+    "AnyResource",
+    "Condition",
+    "ConditionStatus",
+    "EngineEndpoint",
+    "EngineTLS",
+    "FileReference",
+    "Healthcheck",
+    "IPAMPool",
+    "Model",
+    "Mount",
+    "NetworkAttachment",
+    "ObjectMeta",
+    "ObjectStatus",
+    "Placement",
+    "Port",
+    "ReplicaCounts",
+    "Resource",
+    "Resources",
+    "RestartPolicy",
+    "RollbackConfig",
+    "ServiceStatus",
+    "SourceKeyRef",
+    "SwarmCluster",
+    "SwarmClusterSpec",
+    "SwarmClusterStatus",
+    "SwarmConfig",
+    "SwarmNetwork",
+    "SwarmNetworkSpec",
+    "SwarmSecret",
+    "SwarmService",
+    "SwarmServiceSpec",
+    "TaskError",
+    "UpdateConfig",
+    "UpdateProgress",
+    "ValueSpec",
+    "ValueStatus",
+]

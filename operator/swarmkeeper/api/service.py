@@ -1,0 +1,253 @@
+"""``SwarmService``: a swarm service, with everything ``docker service create`` can say.
+
+Field names follow the docker CLI and compose where they differ from the Engine API, since that
+is what users already know; ``swarm/`` translates them to the API's ServiceSpec.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from .base import API_VERSION, ClusterRef, Model, Name, ObjectMeta, ObjectStatus
+from .units import ByteSize, CPUs, Duration
+
+
+def _file_mode(value: object) -> object:
+    # YAML 1.2 reads 0444 as the decimal 444: take a number whose digits are all octal as octal,
+    # which is what anyone writing 0444 or 444 meant; strings are read as octal too.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.removeprefix("0o")
+    else:
+        return value
+    if not text or any(c not in "01234567" for c in text) or len(text.lstrip("0")) > 3:
+        raise ValueError(f"invalid file mode {value!r}: write it in octal, like '0444' or '0400'")
+    return int(text, 8)
+
+
+FileMode = Annotated[int, BeforeValidator(_file_mode), Field(ge=0, le=0o777)]
+
+
+class NetworkAttachment(Model):
+    name: Name = Field(description="A SwarmNetwork in the same namespace, or an existing swarm network.")
+    aliases: list[str] = Field(default_factory=list)
+
+
+class FileReference(Model):
+    source: Name = Field(description="The SwarmSecret or SwarmConfig (same namespace).")
+    target: str | None = Field(
+        default=None,
+        description="File name (secrets: under /run/secrets/) or absolute path; the source name when omitted.",
+    )
+    uid: str = "0"
+    gid: str = "0"
+    mode: FileMode = 0o444
+
+
+class Port(Model):
+    target: int = Field(ge=1, le=65535)
+    published: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["tcp", "udp", "sctp"] = "tcp"
+    mode: Literal["ingress", "host"] = "ingress"
+
+
+class SpreadPreference(Model):
+    spread: str = Field(description="A node label or attribute, e.g. node.labels.zone.")
+
+
+class Placement(Model):
+    constraints: list[str] = Field(default_factory=list)
+    preferences: list[SpreadPreference] = Field(default_factory=list)
+    max_replicas_per_node: int | None = Field(default=None, ge=0)
+
+
+class ResourceAmounts(Model):
+    cpus: CPUs | None = None
+    memory: ByteSize | None = None
+
+
+class ResourceLimits(ResourceAmounts):
+    pids: int | None = Field(default=None, ge=0)
+
+
+class Resources(Model):
+    limits: ResourceLimits | None = None
+    reservations: ResourceAmounts | None = None
+
+
+class RestartPolicy(Model):
+    condition: Literal["none", "on-failure", "any"] = "any"
+    delay: Duration | None = None
+    max_attempts: int | None = Field(default=None, ge=0)
+    window: Duration | None = None
+
+
+class RollbackConfig(Model):
+    parallelism: int = Field(default=1, ge=0)
+    delay: Duration | None = None
+    order: Literal["stop-first", "start-first"] = "stop-first"
+    failure_action: Literal["pause", "continue"] = "pause"
+    monitor: Duration | None = None
+    max_failure_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class UpdateConfig(Model):
+    parallelism: int = Field(default=1, ge=0)
+    delay: Duration | None = None
+    order: Literal["stop-first", "start-first"] = "stop-first"
+    failure_action: Literal["pause", "continue", "rollback"] = "pause"
+    monitor: Duration | None = None
+    max_failure_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class Healthcheck(Model):
+    test: list[str] = Field(
+        default_factory=list,
+        description='["CMD", "prog", "arg"], ["CMD-SHELL", "command"] or ["NONE"] to disable the image\'s.',
+    )
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0)
+    start_period: Duration | None = None
+
+
+class VolumeOptions(Model):
+    no_copy: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    driver: str | None = None
+    driver_options: dict[str, str] = Field(default_factory=dict)
+
+
+class Mount(Model):
+    type: Literal["volume", "bind", "tmpfs"] = "volume"
+    source: str | None = None
+    target: str
+    read_only: bool = False
+    volume: VolumeOptions | None = None
+    tmpfs_size: ByteSize | None = None
+
+
+class LogDriver(Model):
+    name: str
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+ServiceMode = Literal["replicated", "global", "replicated-job", "global-job"]
+
+
+class SwarmServiceSpec(ClusterRef):
+    image: str = Field(description="Image reference, optionally pinned: name:tag@sha256:<digest>.")
+    with_registry_auth: bool = Field(
+        default=True,
+        description="Send the registry credentials of the local docker config to the engine, as "
+        "`docker service create --with-registry-auth` does.",
+    )
+    command: list[str] | None = Field(default=None, description="Replaces the image's ENTRYPOINT.")
+    args: list[str] | None = Field(default=None, description="Replaces the image's CMD.")
+    env: dict[str, str] = Field(default_factory=dict)
+    env_file: list[str] = Field(default_factory=list, description="KEY=VALUE files relative to the spec file.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the swarm service.")
+    container_labels: dict[str, str] = Field(default_factory=dict)
+    mode: ServiceMode = "replicated"
+    replicas: int | None = Field(default=None, ge=0, description="replicated modes; 1 when omitted.")
+    max_concurrent: int | None = Field(default=None, ge=1, description="replicated-job only.")
+    networks: list[NetworkAttachment] = Field(default_factory=list)
+    secrets: list[FileReference] = Field(default_factory=list)
+    configs: list[FileReference] = Field(default_factory=list)
+    ports: list[Port] = Field(default_factory=list)
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"
+    placement: Placement | None = None
+    resources: Resources | None = None
+    restart_policy: RestartPolicy | None = None
+    update_config: UpdateConfig | None = None
+    rollback_config: RollbackConfig | None = None
+    healthcheck: Healthcheck | None = None
+    mounts: list[Mount] = Field(default_factory=list)
+    user: str | None = None
+    workdir: str | None = None
+    hostname: str | None = None
+    stop_grace_period: Duration | None = None
+    stop_signal: str | None = None
+    init: bool | None = None
+    read_only: bool = False
+    cap_add: list[str] = Field(default_factory=list)
+    cap_drop: list[str] = Field(default_factory=list)
+    log_driver: LogDriver | None = None
+    depends_on: list[Name] = Field(
+        default_factory=list,
+        description="Services (same namespace) that must be converged before this one is created or updated.",
+    )
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> SwarmServiceSpec:
+        if self.mode.startswith("global") and self.replicas is not None:
+            raise ValueError(f"replicas cannot be set with mode {self.mode}")
+        if self.max_concurrent is not None and self.mode != "replicated-job":
+            raise ValueError("maxConcurrent is only valid with mode replicated-job")
+        if self.endpoint_mode == "dnsrr" and any(p.mode == "ingress" for p in self.ports):
+            raise ValueError("ports in ingress mode need endpointMode vip; use mode: host with dnsrr")
+        return self
+
+
+class ReplicaCounts(Model):
+    desired: int = 0
+    running: int = 0
+    completed: int | None = Field(default=None, description="Jobs only.")
+
+
+class UpdateProgress(Model):
+    state: str | None = Field(default=None, description="Swarm's UpdateStatus.State, e.g. updating, completed.")
+    message: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class TaskError(Model):
+    task: str
+    node: str | None = None
+    state: str
+    error: str
+    at: datetime | None = None
+
+
+class ServiceStatus(ObjectStatus):
+    replicas: ReplicaCounts | None = None
+    ready: str | None = Field(default=None, description='running/desired, e.g. "3/3".')
+    update: UpdateProgress | None = None
+    image: str | None = Field(default=None, description="The image reference the running tasks use.")
+    task_error: TaskError | None = Field(default=None, description="The latest failed task, while not ready.")
+
+
+UNMANAGED_FIELDS_ANNOTATION = "swarmkeeper.io/unmanaged-fields"
+# Fields that may be handed to someone else (an autoscaler, a deploy tool): their live value is
+# kept and never reported or reverted as drift.
+UNMANAGED_FIELDS = frozenset({"replicas", "image", "env", "resources", "placement"})
+
+
+class SwarmService(Model):
+    api_version: Literal["swarmkeeper.io/v1alpha1"] = API_VERSION
+    kind: Literal["SwarmService"] = "SwarmService"
+    metadata: ObjectMeta
+    spec: SwarmServiceSpec
+    status: ServiceStatus | None = None
+
+    @model_validator(mode="after")
+    def _unmanaged_fields(self) -> SwarmService:
+        unknown = set(self.unmanaged_fields()) - UNMANAGED_FIELDS
+        if unknown:
+            allowed = ", ".join(sorted(UNMANAGED_FIELDS))
+            raise ValueError(
+                f"annotation {UNMANAGED_FIELDS_ANNOTATION}: unknown field(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {allowed}"
+            )
+        return self
+
+    def unmanaged_fields(self) -> list[str]:
+        raw = self.metadata.annotations.get(UNMANAGED_FIELDS_ANNOTATION, "")
+        return [f.strip() for f in raw.split(",") if f.strip()]

@@ -1,0 +1,1 @@
+"""The ``swarmkeeper`` command line: kubectl-like verbs over the one engine."""

@@ -1,0 +1,322 @@
+"""``swarmkeeper``: validate, diff, apply, get, delete and watch swarm specs.
+
+Exit codes: 0 success; 1 a change failed (``diff``: there are changes); 2 invalid input, in which
+case nothing in the swarm was changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+
+from .. import __version__
+from ..api.units import duration_to_ns
+from ..engine.apply import apply_plan
+from ..engine.clusters import connect_target, group_by_cluster
+from ..engine.inventory import KIND_ALIASES, inventory
+from ..engine.plan import make_delete_plan
+from ..engine.reconcile import Options, Outcome, reconcile
+from ..engine.wait import wait_for_services
+from ..loading import Manifest
+from ..swarm.errors import EngineError
+from ..swarm.observe import Key, observe
+from . import render
+from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, err, fail, load_or_exit, out, setup_logging
+
+app = typer.Typer(
+    name="swarmkeeper",
+    help="A declarative control plane for Docker Swarm: specs in, converged swarm out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Paths = Annotated[list[Path], typer.Argument(help="Spec files or folders (searched for *.yaml, *.yml).")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Only objects of this SwarmCluster.")]
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", "-H", envvar="DOCKER_HOST", help="Default engine (objects without spec.cluster)."),
+]
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="Owner name for prune: only objects applied with the same source are pruned.")
+]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"swarmkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    """A declarative control plane for Docker Swarm."""
+
+
+def _targets(
+    manifests: list[Manifest], cluster: str | None, host: str | None
+) -> list[tuple[str | None, list[Manifest]]]:
+    return [(t.cluster, t.manifests) for t in group_by_cluster(manifests, cluster)]
+
+
+def _connect(cluster: str | None, manifests: list[Manifest], host: str | None):  # type: ignore[no-untyped-def]
+    try:
+        return connect_target(cluster, manifests, host=host)
+    except (LookupError, EngineError) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def validate(paths: Paths, verbose: Verbose = 0) -> None:
+    """Check specs without touching the swarm: schema, references, values."""
+    setup_logging(verbose)
+    manifests = load_or_exit(paths)
+    kinds: dict[str, int] = {}
+    for m in manifests:
+        kinds[m.kind] = kinds.get(m.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no objects"
+    out.print(f"valid: {summary}")
+
+
+@app.command()
+def diff(
+    paths: Paths,
+    prune: Annotated[bool, typer.Option(help="Show managed objects that left the specs as deletions.")] = False,
+    cluster: ClusterOpt = None,
+    host: HostOpt = None,
+    source: SourceOpt = "default",
+    verbose: Verbose = 0,
+) -> None:
+    """Field-level differences between specs and the live swarm (exit 1 when there are any)."""
+    setup_logging(verbose)
+    manifests = load_or_exit(paths)
+    changes = False
+    for name, group in _targets(manifests, cluster, host):
+        client = _connect(name, manifests, host)
+        try:
+            outcome = reconcile(client, group, Options(prune=prune, dry_run=True, source=source))
+        except EngineError as exc:
+            fail(str(exc))
+        if name is not None:
+            out.print(f"cluster {name}:")
+        for line in render.plan_lines(outcome.plan):
+            out.print(line)
+        changes = changes or not outcome.plan.empty or bool(outcome.plan.errors)
+    if not changes:
+        out.print("no changes")
+    raise typer.Exit(EXIT_FAILED if changes else EXIT_OK)
+
+
+def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
+    lines = render.plan_lines(outcome.plan, changes=dry_run)
+    for line in lines:
+        out.print(line)
+    for result in outcome.report.results:
+        if result.deferred:
+            out.print(f"  {render.key_name(result.step.key)}: {result.step.swarm_name} {result.error}", style="dim")
+        elif not result.ok:
+            err.print(f"failed: {result.step.describe()}: {result.error}", markup=False)
+        for warning in result.warnings:
+            err.print(f"warning: {render.key_name(result.step.key)}: {warning}", markup=False)
+    if outcome.plan.empty and not outcome.plan.errors:
+        out.print("no changes")
+
+
+@app.command()
+def apply(
+    paths: Paths,
+    prune: Annotated[bool, typer.Option(help="Delete managed objects that left the specs.")] = False,
+    force: Annotated[bool, typer.Option(help="Allow pruning more than half of the managed objects.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    wait: Annotated[bool, typer.Option(help="Follow services until converged; exit 1 if an update fails.")] = False,
+    timeout: Annotated[str, typer.Option(help="How long --wait (and dependsOn) may take.")] = "5m",
+    cluster: ClusterOpt = None,
+    host: HostOpt = None,
+    source: SourceOpt = "default",
+    verbose: Verbose = 0,
+) -> None:
+    """Make the swarm match the specs."""
+    setup_logging(verbose)
+    try:
+        limit = duration_to_ns(timeout) / 1e9
+    except ValueError as exc:
+        fail(f"--timeout: {exc}", EXIT_INVALID)
+    manifests = load_or_exit(paths)
+    ok = True
+    for name, group in _targets(manifests, cluster, host):
+        client = _connect(name, manifests, host)
+        options = Options(prune=prune, force=force, dry_run=dry_run, source=source, dependency_timeout=limit)
+        try:
+            outcome = reconcile(client, group, options)
+            _print_outcome(outcome, dry_run)
+            ok = ok and outcome.ok
+            if wait and not dry_run and not outcome.plan.blocked:
+                keys = [m.key for m in group if m.kind == "SwarmService"]
+                ok = _wait(client, keys, limit) and ok
+                # Versions freed by the finished rollout can go now rather than on the next apply.
+                reconcile(client, group, Options(prune=False, source=source))
+        except EngineError as exc:
+            fail(str(exc))
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _wait(client, keys: list[Key], timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    if not keys:
+        return True
+    if out.is_terminal:
+        with Live(render.progress_table({}), console=out, transient=False, auto_refresh=False) as live:
+            result = wait_for_services(
+                client, keys, timeout, on_progress=lambda p: live.update(render.progress_table(p), refresh=True)
+            )
+    else:  # logs and pipes get the final table only, not a redraw per poll
+        result = wait_for_services(client, keys, timeout)
+        out.print(render.progress_table(result.progress))
+    if result.timed_out:
+        pending = [render.key_name(k) for k, p in result.progress.items() if p is None or not p.converged]
+        err.print(f"timed out after {timeout:.0f}s waiting for: {', '.join(pending)}", markup=False)
+    for key, why in result.failures.items():
+        err.print(f"failed: {render.key_name(key)}: {why}", markup=False)
+    return result.converged
+
+
+@app.command()
+def get(
+    kind: Annotated[str | None, typer.Argument(help="services, networks, secrets, configs (or all).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Object name.")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table, wide, yaml or json.")] = "table",
+    host: HostOpt = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Live status of the objects swarmkeeper manages."""
+    setup_logging(verbose)
+    kinds = None
+    if kind and kind != "all":
+        if kind.lower() not in KIND_ALIASES:
+            fail(f"unknown kind {kind!r}; use one of services, networks, secrets, configs", EXIT_INVALID)
+        kinds = {KIND_ALIASES[kind.lower()]}
+    client = _connect(None, [], host)
+    try:
+        objects = inventory(observe(client))
+    except EngineError as exc:
+        fail(str(exc))
+    objects = [
+        o
+        for o in objects
+        if (kinds is None or o.kind in kinds)
+        and (name is None or o.name == name)
+        and (namespace is None or o.namespace == namespace)
+    ]
+    if name is not None and not objects:
+        fail(f"{kind} {name!r} not found", EXIT_FAILED)
+    if output in ("yaml", "json"):
+        docs = [
+            {
+                "apiVersion": "swarmkeeper.io/v1alpha1",
+                "kind": o.kind,
+                "metadata": {"name": o.name, **({"namespace": o.namespace} if o.namespace else {})},
+                "status": o.status.model_dump(mode="json", by_alias=True, exclude_none=True),
+            }
+            for o in objects
+        ]
+        if output == "json":
+            out.print_json(json.dumps(docs if name is None else docs[0]))
+        else:
+            import io
+
+            from ruamel.yaml import YAML
+
+            buf = io.StringIO()
+            yaml = YAML()
+            yaml.explicit_start = len(docs) > 1
+            yaml.dump_all(docs, buf)
+            out.print(buf.getvalue(), end="", markup=False)
+        return
+    if output not in ("table", "wide"):
+        fail(f"unknown output {output!r}; use table, wide, yaml or json", EXIT_INVALID)
+    wide = output == "wide"
+    show_kind = kinds is None or len(kinds) > 1
+    columns = ["NAME", "NAMESPACE", "READY", "UPDATE", "IMAGE", "AGE"]
+    if wide:
+        columns += ["MODE", "PORTS", "REVISION", "SWARM NAME", "ID"]
+    rows = []
+    for o in objects:
+        label = f"{o.kind}/{o.name}" if show_kind else o.name
+        st = o.status
+        if o.kind == "SwarmService":
+            ready = getattr(st, "ready", None)
+            update = getattr(getattr(st, "update", None), "state", None) or ""
+            image = getattr(st, "image", None) or ""
+        elif o.kind == "SwarmNetwork":
+            ready, update, image = "", "", ""
+        else:
+            ready, update, image = f"v{o.details['version']}", "", ""
+        row = [label, o.namespace or "", ready, update, image, render.age(o.created)]
+        if wide:
+            row += [
+                o.details.get("mode", o.details.get("driver", "")),
+                o.details.get("ports", ""),
+                o.details.get("revision", ""),
+                o.swarm_name,
+                o.swarm_id[:12],
+            ]
+        rows.append(row)
+    if not rows:
+        out.print("no objects")
+        return
+    out.print(render.rows_table(columns, rows))
+
+
+@app.command()
+def delete(
+    targets: Annotated[list[str], typer.Argument(help="Spec paths, or KIND NAME.")],
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="With KIND NAME.")] = None,
+    host: HostOpt = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Remove managed objects: those defined in spec files, or one named KIND NAME."""
+    setup_logging(verbose)
+    if len(targets) == 2 and targets[0].lower() in KIND_ALIASES and not Path(targets[0]).exists():
+        keys_by_cluster: dict[str | None, set[Key]] = {
+            None: {(KIND_ALIASES[targets[0].lower()], namespace, targets[1])}
+        }
+        manifests: list[Manifest] = []
+    else:
+        manifests = load_or_exit([Path(t) for t in targets], resolve_values=False)
+        keys_by_cluster = {}
+        for t in group_by_cluster(manifests):
+            keys_by_cluster[t.cluster] = {m.key for m in t.manifests}
+    ok = True
+    for cluster, keys in keys_by_cluster.items():
+        client = _connect(cluster, manifests, host)
+        try:
+            state = observe(client)
+            present = {
+                k
+                for k in keys
+                if k in state.managed_services or k in state.managed_networks or k in state.managed_values
+            }
+            for k in sorted(keys - present, key=str):
+                out.print(f"{render.key_name(k)}: not found (or not managed by swarmkeeper)")
+            plan = make_delete_plan(state, present)
+            report = apply_plan(client, plan, state)
+        except EngineError as exc:
+            fail(str(exc))
+        for line in render.plan_lines(plan, changes=False):
+            out.print(line)
+        for r in report.failed:
+            err.print(f"failed: {r.step.describe()}: {r.error}", markup=False)
+        ok = ok and not report.failed
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def main() -> None:
+    app()

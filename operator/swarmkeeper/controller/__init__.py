@@ -1,0 +1,1 @@
+"""Long-running controllers: one reconcile loop, fed by triggers, over the one engine."""

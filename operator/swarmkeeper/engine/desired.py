@@ -1,0 +1,165 @@
+"""Desired state: manifests turned into the exact payloads the engine should end up with.
+
+Pure apart from reading the observed state: which version of each secret or config is current
+depends on what the swarm already holds (a value that did not change keeps its version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..api import SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
+from ..loading import Manifest
+from ..swarm import labels as L
+from ..swarm.build import (
+    Payload,
+    References,
+    build_network_spec,
+    build_service_spec,
+    build_value_spec,
+    spec_hash,
+)
+from ..swarm.observe import Key, SwarmState, value_version
+from .fingerprint import fingerprint, matches
+
+ValueKind = Literal["secret", "config"]
+
+
+@dataclass
+class DesiredNetwork:
+    manifest: Manifest
+    swarm_name: str
+    payload: Payload
+
+
+@dataclass
+class DesiredValue:
+    manifest: Manifest
+    kind: ValueKind
+    swarm_name: str  # the version services should use
+    version: int
+    payload: Payload | None  # set when that version does not exist yet
+    keep_versions: int
+
+
+@dataclass
+class DesiredService:
+    manifest: Manifest
+    swarm_name: str
+    payload: Payload
+    spec_hash: str
+    with_registry_auth: bool
+    depends_on: list[Key] = field(default_factory=list)
+    networks: list[Key] = field(default_factory=list)
+    values: list[Key] = field(default_factory=list)
+
+
+@dataclass
+class Desired:
+    networks: dict[Key, DesiredNetwork] = field(default_factory=dict)
+    values: dict[Key, DesiredValue] = field(default_factory=dict)
+    services: dict[Key, DesiredService] = field(default_factory=dict)
+
+    def all_keys(self) -> set[Key]:
+        return set(self.networks) | set(self.values) | set(self.services)
+
+
+def _value(m: Manifest, state: SwarmState, source: str) -> DesiredValue:
+    res = m.resource
+    assert isinstance(res, SwarmSecret | SwarmConfig)
+    kind: ValueKind = "secret" if isinstance(res, SwarmSecret) else "config"
+    base = L.swarm_name(res.metadata.name, res.metadata.namespace)
+    versions = state.managed_values.get(m.key, [])
+    latest = versions[-1] if versions else None
+    labels_hash = spec_hash(dict(res.spec.labels))
+    if latest is not None:
+        stored = latest["Spec"].get("Labels") or {}
+        same_labels = stored.get(L.SPEC_HASH) == labels_hash
+        # Without a resolved value (validate/diff without reading files) the current version stands.
+        same_value = m.value is None or matches(m.value.get_secret_value(), stored.get(L.FINGERPRINT))
+        if same_labels and same_value:
+            version = value_version(latest)
+            return DesiredValue(m, kind, latest["Spec"]["Name"], version, None, res.spec.keep_versions)
+    version = (value_version(latest) if latest is not None else 0) + 1
+    payload = None
+    if m.value is not None:
+        raw = m.value.get_secret_value()
+        payload = build_value_spec(
+            res.kind,
+            res.metadata.name,
+            res.metadata.namespace,
+            version,
+            raw,
+            res.spec.labels,
+            fingerprint(raw),
+            source=source,
+        )
+    return DesiredValue(m, kind, L.versioned_name(base, version), version, payload, res.spec.keep_versions)
+
+
+_FIELD_PATHS: dict[str, tuple[str, ...]] = {
+    "replicas": ("Mode", "Replicated", "Replicas"),
+    "image": ("TaskTemplate", "ContainerSpec", "Image"),
+    "env": ("TaskTemplate", "ContainerSpec", "Env"),
+    "resources": ("TaskTemplate", "Resources"),
+    "placement": ("TaskTemplate", "Placement"),
+}
+
+
+def keep_live_values(payload: Payload, live: Payload, fields: Sequence[str]) -> None:
+    """Hand fields to someone else: the service's live value is what we "want" for them."""
+    for name in fields:
+        if name == "replicas" and "Replicated" not in payload["Mode"]:
+            continue  # only replicated services have a replica count to hand over
+        *parents, leaf = _FIELD_PATHS[name]
+        src: Any = live
+        dst: Any = payload
+        for part in parents:
+            src = src.get(part) if isinstance(src, dict) else None
+            dst = dst.setdefault(part, {})
+        if isinstance(src, dict) and leaf in src:
+            dst[leaf] = src[leaf]
+        else:
+            dst.pop(leaf, None)
+
+
+def resolve_desired(manifests: Sequence[Manifest], state: SwarmState, *, source: str = L.DEFAULT_SOURCE) -> Desired:
+    desired = Desired()
+    for m in manifests:
+        res = m.resource
+        if isinstance(res, SwarmNetwork):
+            payload = build_network_spec(res, source=source)
+            desired.networks[m.key] = DesiredNetwork(m, payload["Name"], payload)
+        elif isinstance(res, SwarmSecret | SwarmConfig):
+            desired.values[m.key] = _value(m, state, source)
+    for m in manifests:
+        res = m.resource
+        if not isinstance(res, SwarmService):
+            continue
+        ns = res.metadata.namespace
+        spec = res.spec
+        refs = References(
+            networks={n.name: L.swarm_name(n.name, ns) for n in spec.networks},
+            secrets={s.source: desired.values[("SwarmSecret", ns, s.source)].swarm_name for s in spec.secrets},
+            configs={c.source: desired.values[("SwarmConfig", ns, c.source)].swarm_name for c in spec.configs},
+        )
+        payload = build_service_spec(res, refs, file_env=m.file_env, source=source)
+        digest = spec_hash(payload)
+        payload["Labels"][L.SPEC_HASH] = digest
+        actual = state.managed_services.get(m.key)
+        if actual is not None:
+            keep_live_values(payload, actual["Spec"], res.unmanaged_fields())
+        desired.services[m.key] = DesiredService(
+            manifest=m,
+            swarm_name=payload["Name"],
+            payload=payload,
+            spec_hash=digest,
+            with_registry_auth=spec.with_registry_auth,
+            depends_on=[("SwarmService", ns, d) for d in spec.depends_on],
+            networks=[("SwarmNetwork", ns, n.name) for n in spec.networks],
+            values=[("SwarmSecret", ns, s.source) for s in spec.secrets]
+            + [("SwarmConfig", ns, c.source) for c in spec.configs],
+        )
+    return desired

@@ -1,0 +1,59 @@
+"""Tell whether a secret's value changed without ever storing the value or a plain digest of it.
+
+Swarm never hands a secret's value back, so change detection needs something stored beside it.
+A plain SHA-256 would let anyone who can list secrets test guesses at wire speed; instead each
+version carries a salted scrypt hash (memory-hard, random salt per version). Results are cached in
+memory only, keyed by the salt and the value's in-process digest, so a steady-state pass does not
+pay the key-derivation cost again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import threading
+
+_N, _R, _P, _LEN = 2**14, 8, 1, 32
+_PREFIX = "scrypt"
+_cache: dict[tuple[bytes, bytes], bytes] = {}
+_lock = threading.Lock()
+
+
+def _derive(value: bytes, salt: bytes) -> bytes:
+    key = (salt, hashlib.sha256(value).digest())
+    with _lock:
+        hit = _cache.get(key)
+    if hit is None:
+        hit = hashlib.scrypt(value, salt=salt, n=_N, r=_R, p=_P, dklen=_LEN, maxmem=64 * 1024 * 1024)
+        with _lock:
+            _cache[key] = hit
+    return hit
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def fingerprint(value: bytes) -> str:
+    """A label-safe fingerprint: ``scrypt$<salt>$<hash>``, different on every call."""
+    salt = os.urandom(16)
+    return f"{_PREFIX}${_b64(salt)}${_b64(_derive(value, salt))}"
+
+
+def matches(value: bytes, stored: str | None) -> bool:
+    """Whether ``value`` is the value ``stored`` was made from (constant-time compare)."""
+    if not stored:
+        return False
+    try:
+        prefix, salt, digest = stored.split("$")
+        if prefix != _PREFIX:
+            return False
+        return hmac.compare_digest(_derive(value, _unb64(salt)), _unb64(digest))
+    except ValueError:
+        return False

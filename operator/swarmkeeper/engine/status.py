@@ -1,0 +1,267 @@
+"""Status of each spec object, computed from the observed swarm (and the last apply's errors).
+
+One function per kind builds the same status every front door writes back: the CR status
+subresource, a spec file's ``status:`` block, a status file. Conditions follow Kubernetes
+conventions: Ready, Progressing and Degraded, each with a CamelCase reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api import (
+    Condition,
+    ConditionStatus,
+    ObjectStatus,
+    ReplicaCounts,
+    ServiceStatus,
+    TaskError,
+    UpdateProgress,
+    ValueStatus,
+)
+from ..loading import Manifest
+from ..swarm import labels as L
+from ..swarm.build import spec_hash
+from ..swarm.observe import Key, SwarmState, value_version
+from .desired import Desired
+from .progress import UPDATE_IN_PROGRESS, service_progress
+
+
+def _cond(
+    type_: str, status: ConditionStatus, reason: str, message: str, now: datetime, generation: int | None
+) -> Condition:
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a pass did to one object: why (missing, changed, drift) and which fields (no values)."""
+
+    reason: str
+    fields: tuple[str, ...] = ()
+
+
+def merge_status(old: Mapping[str, Any] | None, new: ObjectStatus) -> dict[str, Any]:
+    """The status to write: ``new``, keeping from ``old`` what a quiet pass must not churn —
+    transition times of unchanged conditions, the Synced condition, lastAppliedAt."""
+    out = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if not old:
+        return out
+    before = {c.get("type"): c for c in old.get("conditions") or [] if isinstance(c, Mapping)}
+    merged = []
+    for cond in out.get("conditions", []):
+        prev = before.get(cond["type"])
+        if prev is not None and prev.get("status") == cond["status"] and prev.get("lastTransitionTime"):
+            cond["lastTransitionTime"] = prev["lastTransitionTime"]
+        merged.append(cond)
+    present = {c["type"] for c in merged}
+    merged += [dict(c) for t, c in before.items() if t in CARRIED_OVER and t not in present]
+    out["conditions"] = merged
+    if "lastAppliedAt" not in out and old.get("lastAppliedAt"):
+        out["lastAppliedAt"] = old["lastAppliedAt"]
+    return out
+
+
+def manifest_spec_hash(m: Manifest) -> str:
+    """Hash of the spec as written; secret values appear masked in the dump, so never hashed."""
+    return spec_hash(m.resource.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def merge_conditions(old: Sequence[Condition], new: Sequence[Condition]) -> list[Condition]:
+    """Keep a condition's lastTransitionTime while its status does not change."""
+    previous = {c.type: c for c in old}
+    out = []
+    for cond in new:
+        before = previous.get(cond.type)
+        if before is not None and before.status == cond.status and before.last_transition_time:
+            cond = cond.model_copy(update={"last_transition_time": before.last_transition_time})
+        out.append(cond)
+    return out
+
+
+def service_status(
+    key: Key,
+    state: SwarmState,
+    *,
+    error: str | None = None,
+    gen: int | None = None,
+    spec_digest: str | None = None,
+    now: datetime | None = None,
+) -> ServiceStatus:
+    """Live status of a managed service (``gen``/``spec_digest`` come from the spec, when there is one)."""
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    svc = state.managed_services.get(key)
+    if svc is None:
+        reason, msg = ("ApplyFailed", error) if error else ("NotCreated", "the service does not exist in the swarm")
+        return ServiceStatus(
+            observed_generation=gen,
+            observed_spec_hash=spec_digest,
+            conditions=[
+                _cond("Ready", "False", reason, msg, now, gen),
+                _cond("Progressing", "False", reason, msg, now, gen),
+                _cond("Degraded", "True" if error else "False", reason, msg, now, gen),
+            ],
+        )
+    p = service_progress(svc, state.tasks_by_service.get(svc["ID"], []))
+    conditions: list[Condition] = []
+    if error:
+        conditions.append(_cond("Ready", "False", "ApplyFailed", error, now, gen))
+    elif p.converged:
+        conditions.append(_cond("Ready", "True", "Converged", f"{p.ready} tasks running the current spec", now, gen))
+    elif p.failed:
+        reason = "RolledBack" if p.update_state == "rollback_completed" else "UpdatePaused"
+        conditions.append(_cond("Ready", "False", reason, p.failed, now, gen))
+    else:
+        conditions.append(_cond("Ready", "False", "Converging", f"{p.ready} running", now, gen))
+    progressing = not p.converged and not p.failed and not error
+    why = "Updating" if p.update_state in UPDATE_IN_PROGRESS else ("Scaling" if progressing else "Converged")
+    conditions.append(_cond("Progressing", "True" if progressing else "False", why, p.update_message or "", now, gen))
+    task_err = p.task_error if not p.converged else None
+    degraded = bool(error or p.failed or task_err)
+    degraded_reason = (
+        "ApplyFailed" if error else ("UpdateFailed" if p.failed else ("TaskFailed" if task_err else "Healthy"))
+    )
+    degraded_msg = error or p.failed or (task_err["error"] if task_err else "")
+    conditions.append(_cond("Degraded", "True" if degraded else "False", degraded_reason, degraded_msg, now, gen))
+    spec = svc["Spec"]
+    return ServiceStatus(
+        observed_generation=gen,
+        observed_spec_hash=spec_digest,
+        conditions=conditions,
+        swarm_name=spec["Name"],
+        swarm_id=svc["ID"],
+        swarm_version=svc["Version"]["Index"],
+        replicas=ReplicaCounts(desired=p.desired, running=p.running, completed=p.completed),
+        ready=p.ready,
+        update=UpdateProgress(
+            state=p.update_state,
+            message=p.update_message,
+            started_at=p.update_started_at,
+            completed_at=p.update_completed_at,
+        )
+        if p.update_state
+        else None,
+        image=p.image,
+        task_error=TaskError(**task_err) if task_err else None,
+    )
+
+
+def _network_status(m: Manifest, state: SwarmState, error: str | None, now: datetime) -> ObjectStatus:
+    gen = m.resource.metadata.generation
+    net = state.managed_networks.get(m.key)
+    if net is None or error:
+        reason, msg = ("ApplyFailed", error) if error else ("NotCreated", "the network does not exist in the swarm")
+        ready = _cond("Ready", "False", reason, msg or "", now, gen)
+        return ObjectStatus(
+            observed_generation=gen,
+            observed_spec_hash=manifest_spec_hash(m),
+            conditions=[ready],
+            swarm_name=net["Name"] if net else None,
+            swarm_id=net["Id"] if net else None,
+        )
+    return ObjectStatus(
+        observed_generation=gen,
+        observed_spec_hash=manifest_spec_hash(m),
+        conditions=[_cond("Ready", "True", "Created", "", now, gen)],
+        swarm_name=net["Name"],
+        swarm_id=net["Id"],
+    )
+
+
+def _value_status(m: Manifest, state: SwarmState, desired: Desired, error: str | None, now: datetime) -> ValueStatus:
+    gen = m.resource.metadata.generation
+    versions = state.managed_values.get(m.key, [])
+    want = desired.values.get(m.key)
+    current = next((v for v in versions if want and v["Spec"]["Name"] == want.swarm_name), None)
+    if current is None or error:
+        reason, msg = ("ApplyFailed", error) if error else ("NotCreated", "no current version in the swarm")
+        cond = _cond("Ready", "False", reason, msg or "", now, gen)
+    else:
+        cond = _cond("Ready", "True", "Created", f"version {value_version(current)}", now, gen)
+    return ValueStatus(
+        observed_generation=gen,
+        observed_spec_hash=manifest_spec_hash(m),
+        conditions=[cond],
+        swarm_name=current["Spec"]["Name"] if current else None,
+        swarm_id=current["ID"] if current else None,
+        swarm_version=current["Version"]["Index"] if current else None,
+        current_version=value_version(current) if current else None,
+        versions=[v["Spec"]["Name"] for v in versions],
+    )
+
+
+# Says what the last pass that touched the object did; kept as-is by passes with nothing to do.
+SYNCED = "Synced"
+CARRIED_OVER = frozenset({SYNCED})
+
+
+def _synced(change: Change | None, error: str | None, now: datetime, gen: int | None) -> Condition | None:
+    if error:
+        return _cond(SYNCED, "False", "ApplyFailed", error, now, gen)
+    if change is None:
+        return None
+    if change.reason == "drift":
+        fields = ", ".join(change.fields) or "the object"
+        return _cond(SYNCED, "True", "DriftCorrected", f"changed outside swarmkeeper and put back: {fields}", now, gen)
+    verb = "created" if change.reason == "missing" else "updated"
+    return _cond(SYNCED, "True", "Applied", f"{verb} from the spec", now, gen)
+
+
+def compute_statuses(
+    manifests: Sequence[Manifest],
+    state: SwarmState,
+    desired: Desired,
+    errors: Mapping[Key, str],
+    *,
+    changes: Mapping[Key, Change] | None = None,
+    now: datetime | None = None,
+) -> dict[Key, ObjectStatus]:
+    """Status of every manifest. ``changes`` are what this pass did to each object."""
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    changes = changes or {}
+    out: dict[Key, ObjectStatus] = {}
+    for m in manifests:
+        error = errors.get(m.key)
+        status: ObjectStatus
+        match m.kind:
+            case "SwarmService":
+                status = service_status(
+                    m.key,
+                    state,
+                    error=error,
+                    gen=m.resource.metadata.generation,
+                    spec_digest=manifest_spec_hash(m),
+                    now=now,
+                )
+            case "SwarmNetwork":
+                status = _network_status(m, state, error, now)
+            case "SwarmSecret" | "SwarmConfig":
+                status = _value_status(m, state, desired, error, now)
+            case _:
+                status = ObjectStatus(
+                    observed_generation=m.resource.metadata.generation,
+                    conditions=[_cond("Ready", "True", "Configured", "", now, m.resource.metadata.generation)],
+                )
+        change = changes.get(m.key)
+        if change is not None:
+            status.last_applied_at = now
+        synced = _synced(change, error, now, m.resource.metadata.generation)
+        if synced is not None:
+            status.conditions.append(synced)
+        out[m.key] = status
+    return out
+
+
+def managed_label(key: Key) -> str:
+    kind, ns, name = key
+    return f"{kind}/{L.swarm_name(name, ns)}"

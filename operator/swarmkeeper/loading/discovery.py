@@ -1,0 +1,65 @@
+"""Which files are spec files: the files named, and the YAML files under the folders named.
+
+Folders are working copies and Git checkouts, so hidden entries (``.git/``, ``.status/``) and the
+temporary files editors leave beside the file being edited are never taken for specs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import SpecError
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+# Backups (web.yaml~), vim swap files, temporaries; vim probes a folder by writing a file named 4913.
+_EDITOR_SUFFIXES = ("~", ".swp", ".swx", ".tmp")
+_EDITOR_NAMES = frozenset({"4913"})
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden (``.git``, ``.#web.yaml`` of Emacs) or an editor's temporary file."""
+    return name.startswith(".") or name.endswith(_EDITOR_SUFFIXES) or name in _EDITOR_NAMES
+
+
+def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[SpecError]]:
+    """``(file, root)`` for every spec file, in a stable order, each file once.
+
+    A file named explicitly is loaded whatever its name, with its folder as the root; a folder is
+    searched recursively for ``*.yaml``/``*.yml`` in sorted order and is the root of what it holds.
+    """
+    found: list[tuple[Path, Path]] = []
+    errors: list[SpecError] = []
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            candidates = [(file, path) for file in _walk(path, errors)]
+        elif path.is_file():
+            candidates = [(path, path.parent)]
+        else:
+            problem = "is not a file or folder" if path.exists() else "no such file or folder"
+            errors.append(SpecError(problem, file=path))
+            continue
+        for file, root in candidates:
+            real = file.resolve()
+            if real not in seen:  # a folder and a file inside it may both be named
+                seen.add(real)
+                found.append((file, root))
+    return found, errors
+
+
+def _walk(folder: Path, errors: list[SpecError]) -> list[Path]:
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else folder
+        errors.append(SpecError(f"cannot read the folder: {exc.strerror or type(exc).__name__}", file=where))
+
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))  # pruned in place: not descended
+        files.extend(
+            Path(dirpath, name)
+            for name in sorted(filenames)
+            if not is_ignored(name) and name.lower().endswith(SPEC_SUFFIXES)
+        )
+    return files

@@ -1,0 +1,96 @@
+"""Open a connection to one engine, counting the calls made on it.
+
+Every call is counted by method and path: the engine's promise that a converged pass makes no
+mutating call is checked on these counters (tests, benchmarks, metrics), not assumed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker import APIClient
+from docker.tls import TLSConfig
+
+from ..api import EngineEndpoint
+from ..api.units import duration_to_ns
+
+MUTATING = frozenset({"POST", "PUT", "DELETE"})
+
+
+class EngineClient(APIClient):  # type: ignore[misc]
+    """docker's low-level client, with a count of calls per (method, path)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before the base class asks the engine for its API version (the first counted call).
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _count(self, method: str, url: str) -> None:
+        path = url.split("://", 1)[-1]
+        path = path[path.find("/") :] if "/" in path else path
+        # /v1.41/services/abc/update → /services/{id}/update: counts group by endpoint.
+        parts = path.split("?")[0].split("/")[2:]
+        if (
+            len(parts) >= 2
+            and parts[1] != "create"
+            and parts[0] in {"services", "networks", "secrets", "configs", "tasks", "nodes"}
+        ):
+            parts[1] = "{id}"
+        with self._lock:
+            self.calls[(method, "/" + "/".join(parts))] += 1
+
+    def _get(self, url: str, **kwargs: Any) -> Any:
+        self._count("GET", url)
+        return super()._get(url, **kwargs)
+
+    def _post(self, url: str, **kwargs: Any) -> Any:
+        self._count("POST", url)
+        return super()._post(url, **kwargs)
+
+    def _put(self, url: str, **kwargs: Any) -> Any:
+        self._count("PUT", url)
+        return super()._put(url, **kwargs)
+
+    def _delete(self, url: str, **kwargs: Any) -> Any:
+        self._count("DELETE", url)
+        return super()._delete(url, **kwargs)
+
+    def mutating_calls(self) -> int:
+        with self._lock:
+            return sum(n for (method, _), n in self.calls.items() if method in MUTATING)
+
+    def total_calls(self) -> int:
+        with self._lock:
+            return sum(self.calls.values())
+
+
+def connect(endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = None) -> EngineClient:
+    """A client for ``endpoint``, or for DOCKER_HOST / the local socket when it is None.
+
+    TLS file paths are relative to ``base_dir`` (the folder of the SwarmCluster's spec file).
+    """
+    endpoint = endpoint or EngineEndpoint()
+    timeout = max(1, duration_to_ns(endpoint.timeout) // 1_000_000_000)
+    if endpoint.host is None:
+        kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
+    else:
+        kwargs = {"base_url": endpoint.host}
+        if endpoint.tls is not None:
+
+            def rel(p: str | None) -> str | None:
+                return None if p is None else str((base_dir or Path.cwd()) / p)
+
+            cert, key = rel(endpoint.tls.cert_file), rel(endpoint.tls.key_file)
+            kwargs["tls"] = TLSConfig(
+                client_cert=(cert, key) if cert and key else None,
+                ca_cert=rel(endpoint.tls.ca_file),
+                verify=rel(endpoint.tls.ca_file)
+                if endpoint.tls.verify and endpoint.tls.ca_file
+                else endpoint.tls.verify,
+            )
+    return EngineClient(version="auto", timeout=timeout, **kwargs)

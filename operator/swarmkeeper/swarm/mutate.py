@@ -1,0 +1,101 @@
+"""The only calls that change the swarm: create, update and remove.
+
+Payloads come from ``build`` unchanged. The raw endpoints are used (through docker's low-level
+client) so the engine receives exactly the spec that was compared, not a re-assembled one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from docker import auth
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .connect import EngineClient
+from .errors import EngineError, call
+
+ValueKind = Literal["secret", "config"]
+
+
+def _auth_headers(client: EngineClient, image: str | None, with_registry_auth: bool) -> dict[str, str]:
+    # What `--with-registry-auth` does: the client's stored credentials for the image's registry
+    # travel with the request, so every node can pull a private image.
+    if not with_registry_auth or not image:
+        return {}
+    registry, _ = auth.resolve_repository_name(image)
+    header = auth.get_config_header(client, registry)
+    return {"X-Registry-Auth": header} if header else {}
+
+
+def create_network(client: EngineClient, payload: Mapping[str, Any]) -> str:
+    result = call(lambda: client._result(client._post_json(client._url("/networks/create"), data=dict(payload)), True))
+    return str(result["Id"])
+
+
+def remove_network(client: EngineClient, network_id: str) -> None:
+    call(lambda: client.remove_network(network_id))
+
+
+def create_value(client: EngineClient, kind: ValueKind, payload: Mapping[str, Any]) -> str:
+    url = client._url(f"/{kind}s/create")
+    result = call(lambda: client._result(client._post_json(url, data=dict(payload)), True))
+    return str(result["ID"])
+
+
+def remove_value(client: EngineClient, kind: ValueKind, value_id: str) -> None:
+    if kind == "secret":
+        call(lambda: client.remove_secret(value_id))
+    else:
+        call(lambda: client.remove_config(value_id))
+
+
+def create_service(client: EngineClient, payload: Mapping[str, Any], *, with_registry_auth: bool) -> str:
+    image = payload["TaskTemplate"]["ContainerSpec"].get("Image")
+    headers = _auth_headers(client, image, with_registry_auth)
+    url = client._url("/services/create")
+    result = call(lambda: client._result(client._post_json(url, data=dict(payload), headers=headers), True))
+    return str(result["ID"])
+
+
+def _is_out_of_sequence(exc: BaseException) -> bool:
+    return isinstance(exc, EngineError) and exc.out_of_sequence
+
+
+@retry(
+    retry=retry_if_exception(_is_out_of_sequence),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.05, max=1),
+    reraise=True,
+)
+def update_service(
+    client: EngineClient,
+    service_id: str,
+    payload: Mapping[str, Any],
+    *,
+    with_registry_auth: bool,
+    rollback: bool = False,
+) -> list[str]:
+    """Replace the service's spec with ``payload``; returns the engine's warnings.
+
+    The version index is re-read on every attempt: "update out of sequence" means someone else
+    updated the service in between, and the full desired spec is simply sent again on top.
+    """
+    current = call(lambda: client.inspect_service(service_id))
+    body = dict(payload)
+    # `docker service update --force` bumps ForceUpdate; keep it, or the update would restart tasks.
+    task = dict(body["TaskTemplate"])
+    task["ForceUpdate"] = current["Spec"].get("TaskTemplate", {}).get("ForceUpdate", 0)
+    body["TaskTemplate"] = task
+    image = task["ContainerSpec"].get("Image")
+    headers = _auth_headers(client, image, with_registry_auth)
+    params: dict[str, Any] = {"version": current["Version"]["Index"]}
+    if rollback:
+        params["rollback"] = "previous"
+    url = client._url("/services/{0}/update", service_id)
+    result = call(lambda: client._result(client._post_json(url, data=body, headers=headers, params=params), True))
+    return list(result.get("Warnings") or []) if isinstance(result, dict) else []
+
+
+def remove_service(client: EngineClient, service_id: str) -> None:
+    call(lambda: client.remove_service(service_id))
