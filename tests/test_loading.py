@@ -134,6 +134,17 @@ def test_missing_path_is_an_error(tmp_path: Path) -> None:
     assert "no such file or folder" in str(error)
 
 
+def test_a_symlink_loop_among_the_specs_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path / "web.yaml", SERVICE)
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+
+    result = load_paths([tmp_path])
+
+    error = only_error(result)
+    assert error.file == tmp_path / "loop.yaml"
+    assert "symlink loop" in error.message
+    assert len(result.manifests) == 1
+
 def test_empty_documents_are_skipped(tmp_path: Path) -> None:
     write(tmp_path / "empty.yaml", "---\n# nothing here\n---\n")
 
@@ -467,3 +478,22 @@ def test_example_specs_load() -> None:
 
     assert result.ok, "\n".join(str(e) for e in result.errors)
     assert result.manifests
+
+
+def test_impossible_date_is_reported_without_the_value(tmp_path: Path) -> None:
+    spec = write(tmp_path / "web.yaml", SERVICE + "      user: 2024-13-45\n")
+
+    error = only_error(load_paths([tmp_path]))
+
+    assert error.file == spec
+    assert error.message.startswith("document 1: a value cannot be read")
+    assert "2024" not in str(error)
+
+
+def test_control_character_is_reported_with_its_position(tmp_path: Path) -> None:
+    write(tmp_path / "web.yaml", "a: 1\nb: x\x07y\n")
+
+    error = only_error(load_paths([tmp_path]))
+
+    assert (error.line, error.column) == (2, 5)
+    assert error.message.startswith("unacceptable character #x0007")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import textwrap
 from pathlib import Path
 
@@ -221,6 +222,20 @@ def test_a_failed_value_still_counts_as_defined(tmp_path: Path) -> None:
     assert error.name == "db"  # and no "no SwarmSecret" error for web
 
 
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    write(tmp_path / "secret.yaml", value_spec("file: pipe"))
+    os.mkfifo(tmp_path / "pipe")
+
+    assert only_error(load_paths([tmp_path])).message.endswith("pipe: is not a regular file")
+
+
+def test_a_symlink_loop_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "secret.yaml", value_spec("file: loop"))
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+
+    assert "symlink loop" in only_error(load_paths([tmp_path])).message
+
+
 # --- env files of services --------------------------------------------------------------------------
 
 SERVICE_WITH_ENV_FILES = """
@@ -322,3 +337,4 @@ def test_parse_env_file() -> None:
         "dotted.name-ok": "x",
     }
     assert malformed == [12, 13, 14, 15]
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 API_VERSION: Final = "swarmkeeper.io/v1alpha1"
@@ -18,6 +18,21 @@ API_VERSION: Final = "swarmkeeper.io/v1alpha1"
 # namespace prefix is added, and in the character set both Docker and Kubernetes accept.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+
+
+def _scalar_text(value: object) -> object:
+    # Compose files write `PORT: 8080` and `DEBUG: true`; the engine wants strings. YAML 1.2 spells
+    # booleans in lower case, so does this.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# A string value in a map (env, labels, options): numbers and booleans are taken as their text.
+Text = Annotated[str, BeforeValidator(_scalar_text)]
+StrMap = dict[str, Text]
 
 
 class Model(BaseModel):

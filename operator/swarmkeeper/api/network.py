@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import API_VERSION, ClusterRef, Model, ObjectMeta, ObjectStatus
+from .base import API_VERSION, ClusterRef, Model, ObjectMeta, ObjectStatus, StrMap
 
 
 class IPAMPool(Model):
@@ -18,7 +18,7 @@ class IPAMPool(Model):
 class IPAM(Model):
     driver: str = "default"
     config: list[IPAMPool] = Field(default_factory=list)
-    options: dict[str, str] = Field(default_factory=dict)
+    options: StrMap = Field(default_factory=dict)
 
 
 class SwarmNetworkSpec(ClusterRef):
@@ -27,8 +27,8 @@ class SwarmNetworkSpec(ClusterRef):
     attachable: bool = Field(default=False, description="Standalone containers may join.")
     internal: bool = Field(default=False, description="No route to outside networks.")
     ipam: IPAM | None = None
-    options: dict[str, str] = Field(default_factory=dict, description="Driver options.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    options: StrMap = Field(default_factory=dict, description="Driver options.")
+    labels: StrMap = Field(default_factory=dict)
 
 
 class SwarmNetwork(Model):

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .base import API_VERSION, ClusterRef, Model, Name, ObjectMeta, ObjectStatus
+from .base import API_VERSION, ClusterRef, Model, Name, ObjectMeta, ObjectStatus, StrMap
 from .units import ByteSize, CPUs, Duration
 
 
@@ -35,7 +35,13 @@ FileMode = Annotated[int, BeforeValidator(_file_mode), Field(ge=0, le=0o777)]
 
 
 class NetworkAttachment(Model):
-    name: Name = Field(description="A SwarmNetwork in the same namespace, or an existing swarm network.")
+    name: str = Field(
+        description="A SwarmNetwork in the same namespace; with external: true, the swarm name of a network "
+        "made outside swarmkeeper (e.g. a shared proxy network).",
+        min_length=1,
+        max_length=128,
+    )
+    external: bool = Field(default=False, description="Attach to an existing network not managed here.")
     aliases: list[str] = Field(default_factory=list)
 
 
@@ -119,9 +125,9 @@ class Healthcheck(Model):
 
 class VolumeOptions(Model):
     no_copy: bool = False
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: StrMap = Field(default_factory=dict)
     driver: str | None = None
-    driver_options: dict[str, str] = Field(default_factory=dict)
+    driver_options: StrMap = Field(default_factory=dict)
 
 
 class Mount(Model):
@@ -135,7 +141,7 @@ class Mount(Model):
 
 class LogDriver(Model):
     name: str
-    options: dict[str, str] = Field(default_factory=dict)
+    options: StrMap = Field(default_factory=dict)
 
 
 ServiceMode = Literal["replicated", "global", "replicated-job", "global-job"]
@@ -150,10 +156,10 @@ class SwarmServiceSpec(ClusterRef):
     )
     command: list[str] | None = Field(default=None, description="Replaces the image's ENTRYPOINT.")
     args: list[str] | None = Field(default=None, description="Replaces the image's CMD.")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: StrMap = Field(default_factory=dict)
     env_file: list[str] = Field(default_factory=list, description="KEY=VALUE files relative to the spec file.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the swarm service.")
-    container_labels: dict[str, str] = Field(default_factory=dict)
+    labels: StrMap = Field(default_factory=dict, description="Labels of the swarm service.")
+    container_labels: StrMap = Field(default_factory=dict)
     mode: ServiceMode = "replicated"
     replicas: int | None = Field(default=None, ge=0, description="replicated modes; 1 when omitted.")
     max_concurrent: int | None = Field(default=None, ge=1, description="replicated-job only.")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
+from pydantic.alias_generators import to_camel
 
-from .base import API_VERSION, ClusterRef, Model, ObjectMeta, ObjectStatus
+from .base import API_VERSION, ClusterRef, Model, ObjectMeta, ObjectStatus, StrMap
 
 
 class SourceKeyRef(Model):
@@ -33,7 +34,7 @@ class ValueSpec(ClusterRef):
     secret_ref: SourceKeyRef | None = Field(
         default=None, description="Kubernetes only: a key of a Secret/ConfigMap in the CR's namespace."
     )
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: StrMap = Field(default_factory=dict)
     keep_versions: int = Field(
         default=1, ge=0, le=100, description="Old versions kept after a rotation (removed once unused)."
     )
@@ -43,7 +44,7 @@ class ValueSpec(ClusterRef):
         given = [name for name in VALUE_SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
             names = "file, env, stringData, data or secretRef"
-            found = ", ".join(given) or "none"
+            found = ", ".join(to_camel(g) for g in given) or "none"
             raise ValueError(f"exactly one of {names} must be set (found: {found})")
         return self
 

@@ -33,6 +33,8 @@ def setup_logging(verbose: int, log_format: str = "text") -> None:
         handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
     root.addHandler(handler)
     root.setLevel(max(logging.DEBUG, level))
+    # watchfiles reports every batch at INFO, our own status writes included; we log what matters.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

@@ -318,5 +318,68 @@ def delete(
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+@app.command()
+def watch(
+    paths: Paths,
+    interval: Annotated[str, typer.Option(help="Full resync period, besides file and engine events.")] = "5m",
+    prune: Annotated[bool, typer.Option(help="Delete managed objects that left the specs.")] = False,
+    force: Annotated[bool, typer.Option(help="Allow pruning more than half of the managed objects.")] = False,
+    status: Annotated[
+        str, typer.Option(help="Where status goes: inline (the spec files' status: blocks), file (.status/), none.")
+    ] = "inline",
+    once: Annotated[bool, typer.Option(help="One pass, then exit (non-zero if it failed).")] = False,
+    metrics_addr: Annotated[str | None, typer.Option(help="Serve /metrics, /healthz and /readyz on HOST:PORT.")] = None,
+    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    init_swarm: Annotated[bool, typer.Option(help="Initialise a single-node swarm if the engine has none.")] = False,
+    advertise_addr: Annotated[str | None, typer.Option(help="With --init-swarm: the address to advertise.")] = None,
+    host: HostOpt = None,
+    source: SourceOpt = "default",
+    verbose: Verbose = 0,
+) -> None:
+    """Keep the swarm in step with a specs folder; write live status back into the spec files."""
+    from ..controller.watch import WatchController, WatchOptions
+    from ..swarm.membership import init_single_node, swarm_state
+
+    if log_format not in ("text", "json"):
+        fail("--log-format must be text or json", EXIT_INVALID)
+    if status not in ("inline", "file", "none"):
+        fail("--status must be inline, file or none", EXIT_INVALID)
+    setup_logging(max(verbose, 1), log_format)
+    try:
+        period = duration_to_ns(interval) / 1e9
+    except ValueError as exc:
+        fail(f"--interval: {exc}", EXIT_INVALID)
+    for p in paths:
+        if not p.exists():
+            fail(f"{p}: no such file or folder", EXIT_INVALID)
+    client = _connect(None, [], host)
+    try:
+        state, manager = swarm_state(client)
+        if state != "active":
+            if not init_swarm:
+                fail(
+                    "this Docker Engine is not in swarm mode. Run `docker swarm init` (or start again with "
+                    "--init-swarm to make it a single-node swarm)"
+                )
+            node = init_single_node(client, advertise_addr)
+            out.print(f"initialised a single-node swarm (node {node[:12]})")
+        elif not manager:
+            fail("this engine is a swarm worker; point swarmkeeper at a manager (--host or DOCKER_HOST)")
+    except EngineError as exc:
+        fail(str(exc))
+    options = WatchOptions(
+        paths=paths,
+        interval=period,
+        prune=prune,
+        force=force,
+        status=status,  # type: ignore[arg-type]
+        once=once,
+        source=source,
+        host=host,
+        metrics_addr=metrics_addr,
+    )
+    raise typer.Exit(WatchController(options).run())
+
+
 def main() -> None:
     app()

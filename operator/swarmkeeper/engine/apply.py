@@ -94,7 +94,8 @@ class _Executor:
                 wait_converged(self.client, step.wait_for, self.dependency_timeout)
             result = self._do(step)
         except DependencyNotReady as exc:
-            result = StepResult(step, ok=False, error=str(exc))
+            # A controller does not block on dependencies: the step is retried by a later pass.
+            result = StepResult(step, ok=False, error=str(exc), deferred=self.dependency_timeout == 0)
         except EngineError as exc:
             in_use = exc.conflict or "in use" in str(exc)
             if step.action == "delete" and step.reason == "superseded" and in_use:

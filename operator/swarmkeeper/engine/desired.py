@@ -141,7 +141,7 @@ def resolve_desired(manifests: Sequence[Manifest], state: SwarmState, *, source:
         ns = res.metadata.namespace
         spec = res.spec
         refs = References(
-            networks={n.name: L.swarm_name(n.name, ns) for n in spec.networks},
+            networks={n.name: n.name if n.external else L.swarm_name(n.name, ns) for n in spec.networks},
             secrets={s.source: desired.values[("SwarmSecret", ns, s.source)].swarm_name for s in spec.secrets},
             configs={c.source: desired.values[("SwarmConfig", ns, c.source)].swarm_name for c in spec.configs},
         )
@@ -158,7 +158,7 @@ def resolve_desired(manifests: Sequence[Manifest], state: SwarmState, *, source:
             spec_hash=digest,
             with_registry_auth=spec.with_registry_auth,
             depends_on=[("SwarmService", ns, d) for d in spec.depends_on],
-            networks=[("SwarmNetwork", ns, n.name) for n in spec.networks],
+            networks=[("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external],
             values=[("SwarmSecret", ns, s.source) for s in spec.secrets]
             + [("SwarmConfig", ns, c.source) for c in spec.configs],
         )

@@ -42,7 +42,11 @@ def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], lis
             errors.append(SpecError(problem, file=path))
             continue
         for file, root in candidates:
-            real = file.resolve()
+            try:
+                real = file.resolve()
+            except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+                errors.append(SpecError("cannot be resolved (a symlink loop?)", file=file))
+                continue
             if real not in seen:  # a folder and a file inside it may both be named
                 seen.add(real)
                 found.append((file, root))

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ..api import SwarmService
+from ..api.base import ClusterRef
 from .errors import SpecError, did_you_mean, sorted_errors
 from .fieldpath import FieldPath
 from .manifest import Manifest
@@ -27,10 +28,10 @@ def check_references(manifests: Sequence[Manifest]) -> list[SpecError]:
         names.setdefault((m.kind, _scope(m)), set()).add(m.name)
     clusters = names.get((_CLUSTER, None), set())
     for m in manifests:
-        cluster = getattr(m.resource.spec, "cluster", None)
-        if cluster is not None and cluster not in clusters:
-            hint = did_you_mean(cluster, clusters)
-            errors.append(m.error(("spec", "cluster"), f'no {_CLUSTER} "{cluster}"{hint}'))
+        spec = m.resource.spec
+        if isinstance(spec, ClusterRef) and spec.cluster is not None and spec.cluster not in clusters:
+            hint = did_you_mean(spec.cluster, clusters)
+            errors.append(m.error(("spec", "cluster"), f'no {_CLUSTER} "{spec.cluster}"{hint}'))
         if isinstance(m.resource, SwarmService):
             errors.extend(_dangling(m, m.resource, names))
     errors.extend(_cycles(manifests))
@@ -64,7 +65,11 @@ def _duplicates(manifests: Sequence[Manifest]) -> list[SpecError]:
 def _dangling(m: Manifest, service: SwarmService, names: Names) -> list[SpecError]:
     spec = service.spec
     references: list[tuple[FieldPath, str, str]] = [
-        *((("spec", "networks", i, "name"), "SwarmNetwork", n.name) for i, n in enumerate(spec.networks)),
+        *(
+            (("spec", "networks", i, "name"), "SwarmNetwork", n.name)
+            for i, n in enumerate(spec.networks)
+            if not n.external  # made outside swarmkeeper: the engine checks it exists
+        ),
         *((("spec", "secrets", i, "source"), "SwarmSecret", s.source) for i, s in enumerate(spec.secrets)),
         *((("spec", "configs", i, "source"), "SwarmConfig", c.source) for i, c in enumerate(spec.configs)),
         *((("spec", "dependsOn", i), "SwarmService", d) for i, d in enumerate(spec.depends_on)),

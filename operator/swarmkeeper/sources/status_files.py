@@ -22,6 +22,7 @@ Both writers are built for a controller that writes status after every pass:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -118,13 +119,13 @@ class InlineStatusWriter:
         # Grouped by real path: a symlinked spec is edited in its target, never replaced by a copy.
         groups: dict[Path, tuple[Path, dict[int, StatusEntry]]] = {}
         for entry in entries:
-            groups.setdefault(entry.file.resolve(), (entry.file, {}))[1][entry.document] = entry
+            groups.setdefault(_real(entry.file), (entry.file, {}))[1][entry.document] = entry
         written: list[Path] = []
         for real, (given, changes) in groups.items():
             try:
                 if self._write_file(real, changes):
                     written.append(given)
-            except (OSError, UnicodeDecodeError) as exc:
+            except (OSError, *_PARSE_ERRORS) as exc:  # a file that is not UTF-8 text, for one
                 log.warning("status not written to %s: %s", given, type(exc).__name__)
         return written
 
@@ -176,7 +177,7 @@ class FolderStatusWriter:
             try:
                 if self._write_file(target, group):
                     written.append(target)
-            except OSError as exc:
+            except (OSError, *_PARSE_ERRORS) as exc:
                 log.warning("status not written to %s: %s", target, type(exc).__name__)
         return written
 
@@ -222,7 +223,7 @@ class FolderStatusWriter:
 
 
 class NullStatusWriter:
-    """Mode ``none``: status is kept in memory only; no file is ever written."""
+    """Mode ``none``: status is not persisted anywhere; no file is ever written."""
 
     def write(self, entries: Sequence[StatusEntry]) -> list[Path]:
         return []
@@ -276,7 +277,7 @@ def _splice_file(raw: bytes, changes: Mapping[int, StatusEntry], file: Path) -> 
         try:
             spliced = _splice_document(lines, spans[index], changes[index], eol)
         except (_Unusable, *_PARSE_ERRORS) as exc:
-            reason = exc if isinstance(exc, _Unusable) else "not valid YAML"
+            reason = exc if isinstance(exc, _Unusable) else f"{type(exc).__name__} reading or rendering it"
             log.warning("status not written to document %d of %s: %s", index + 1, file, reason)
             continue
         if spliced is not None:
@@ -315,24 +316,22 @@ def _splice_document(lines: list[str], span: _Span, entry: StatusEntry, eol: str
 def _locate(lines: Sequence[str], span: _Span) -> _Located:
     """Parse one document and find its top-level keys, the status block and its end."""
     data = _load("".join(lines[span.start : span.end]))
-    if not isinstance(data, CommentedMap) or not data or data.fa.flow_style():
+    if not isinstance(data, CommentedMap) or data.fa.flow_style():
         raise _Unusable("it is not a block mapping")
-    keys = list(data)
-    indent = data.lc.key(keys[0])[1]
-
-    def line_of(key: Any) -> int:
-        return int(span.start + data.lc.key(key)[0])
-
-    last_key_line = line_of(keys[-1])
-    insert_at = _trim(lines, last_key_line, span.end, indent)
-    if "status" not in data:
+    # Keys merged in with `<<:` have no line of their own and are left out.
+    places = {key: data.lc.key(key) for key in data if key in data.lc.data}
+    if not places:
+        raise _Unusable("it has no keys of its own")
+    indent = int(min(column for _, column in places.values()))
+    starts = sorted(span.start + line for line, _ in places.values())
+    insert_at = _trim(lines, starts[-1], span.end, indent)
+    if "status" not in places:
         return _Located(data, indent, None, insert_at)
-    first = line_of("status")
+    first = span.start + places["status"][0]
     text = lines[first]
     if text[:indent].strip() or not _STATUS_KEY.match(text, indent):
         raise _Unusable("its status key is not where the parser says")  # guard against misaligned lines
-    position = keys.index("status")
-    following = line_of(keys[position + 1]) if position + 1 < len(keys) else span.end
+    following = next((line for line in starts if line > first), span.end)
     return _Located(data, indent, (first, _trim(lines, first, following, indent)), insert_at)
 
 
@@ -459,9 +458,9 @@ def _parse_objects(raw: bytes | None) -> dict[_ObjectKey, dict[str, Any]]:
             continue
         kind, meta, status = doc.get("kind"), doc["metadata"], doc.get("status")
         name, namespace = meta.get("name"), meta.get("namespace")
-        if isinstance(kind, str) and isinstance(name, str) and isinstance(status, dict):
-            if namespace is None or isinstance(namespace, str):
-                objects[(kind, namespace, name)] = status
+        valid_namespace = namespace is None or isinstance(namespace, str)
+        if isinstance(kind, str) and isinstance(name, str) and isinstance(status, dict) and valid_namespace:
+            objects[(kind, namespace, name)] = status
     return objects
 
 
@@ -471,7 +470,7 @@ def _render_objects(objects: Mapping[_ObjectKey, dict[str, Any]]) -> bytes:
         kind, namespace, name = key
         return kind, namespace is not None, namespace or "", name
 
-    documents = []
+    documents: list[dict[str, Any]] = []
     for kind, namespace, name in sorted(objects, key=order):
         metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
         documents.append({"kind": kind, "metadata": metadata, "status": objects[(kind, namespace, name)]})
@@ -549,6 +548,11 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _real(path: Path) -> Path:
+    # Unlike Path.resolve, never raises (not even for a symlink loop).
+    return Path(os.path.realpath(path))
+
+
 def _current(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -566,10 +570,8 @@ def _write_temp(target: Path, data: bytes, like: os.stat_result | None) -> Path:
             os.fchmod(out.fileno(), _NEW_FILE_MODE if like is None else stat.S_IMODE(like.st_mode))
             if like is not None:
                 # A controller running as root must not leave the user's file owned by root.
-                try:
+                with contextlib.suppress(OSError):
                     os.fchown(out.fileno(), like.st_uid, like.st_gid)
-                except OSError:
-                    pass
             os.fsync(out.fileno())
     except BaseException:
         Path(name).unlink(missing_ok=True)
@@ -600,9 +602,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -616,15 +617,15 @@ class _OwnWrites:
 
     def remember(self, path: Path, data: bytes) -> None:
         with self._lock:
-            self._digests[path.resolve()] = hashlib.sha256(data).digest()
+            self._digests[_real(path)] = hashlib.sha256(data).digest()
 
     def forget(self, path: Path) -> None:
         with self._lock:
-            self._digests.pop(path.resolve(), None)
+            self._digests.pop(_real(path), None)
 
     def matches(self, path: Path) -> bool:
         with self._lock:
-            digest = self._digests.get(path.resolve())
+            digest = self._digests.get(_real(path))
         if digest is None:
             return False
         try:
