@@ -17,28 +17,44 @@ if [[ ! -f "$STATE/.swarmkeeper-kube" ]]; then
   exit 1
 fi
 
-# stop NAME: TERM the process in NAME.pid (only if it is ours), KILL after 15 s
-stop() {
-  local name=$1 pid i
-  pid=$(cat "$STATE/$name.pid" 2>/dev/null) || return 0
+# ours NAME: prints the pid in NAME.pid if that process is running and is ours
+ours() {
+  local pid
+  pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 0
   if [[ -n "$pid" && -r /proc/$pid/cmdline ]] &&
      tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-      [[ -e /proc/$pid ]] || break
-      sleep 0.1
-    done
-    if [[ -e /proc/$pid ]]; then
-      log "$name did not stop, killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
+    echo "$pid"
   fi
-  rm -f "$STATE/$name.pid"
 }
 
-stop kube-apiserver
-stop etcd
+# running PID: the process exists and is not a zombie
+running() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st:0:1} != Z ]]
+}
+
+# Both are stopped at once (the data is removed anyway): TERM, then KILL after 15 s.
+PIDS=()
+for name in kube-apiserver etcd; do
+  pid=$(ours "$name")
+  if [[ -n "$pid" ]]; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    PIDS+=("$pid")
+  fi
+done
+for pid in "${PIDS[@]}"; do
+  for ((i = 0; i < 150; i++)); do
+    running "$pid" || break
+    sleep 0.1
+  done
+  if running "$pid"; then
+    log "pid $pid did not stop, killing"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.2
+  fi
+done
 rm -rf -- "$STATE"
 log "removed $STATE"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from .base import API_VERSION, ClusterRef, Model, Name, ObjectMeta, ObjectStatus, StrMap
 from .units import ByteSize, CPUs, Duration
@@ -31,7 +31,21 @@ def _file_mode(value: object) -> object:
     return int(text, 8)
 
 
-FileMode = Annotated[int, BeforeValidator(_file_mode), Field(ge=0, le=0o777)]
+# Written as octal text ("0400") or a number with octal digits (400); the schema says exactly that.
+FileMode = Annotated[
+    int,
+    BeforeValidator(_file_mode),
+    Field(ge=0, le=0o777),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 777},
+                {"type": "string", "pattern": "^(0o)?0*[0-7]{1,3}$"},
+            ]
+        },
+        mode="validation",
+    ),
+]
 
 
 class NetworkAttachment(Model):
@@ -53,7 +67,7 @@ class FileReference(Model):
     )
     uid: str = "0"
     gid: str = "0"
-    mode: FileMode = 0o444
+    mode: FileMode = Field(default=0o444, json_schema_extra={"default": "0444"})
 
 
 class Port(Model):

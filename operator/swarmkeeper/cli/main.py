@@ -337,7 +337,8 @@ def watch(
     verbose: Verbose = 0,
 ) -> None:
     """Keep the swarm in step with a specs folder; write live status back into the spec files."""
-    from ..controller.watch import WatchController, WatchOptions
+    from ..controller.loop import LoopOptions
+    from ..controller.watch import WatchOptions, run_watch
     from ..swarm.membership import init_single_node, swarm_state
 
     if log_format not in ("text", "json"):
@@ -367,18 +368,23 @@ def watch(
             fail("this engine is a swarm worker; point swarmkeeper at a manager (--host or DOCKER_HOST)")
     except EngineError as exc:
         fail(str(exc))
-    options = WatchOptions(
-        paths=paths,
-        interval=period,
-        prune=prune,
-        force=force,
-        status=status,  # type: ignore[arg-type]
-        once=once,
-        source=source,
-        host=host,
-        metrics_addr=metrics_addr,
+    loop = LoopOptions(
+        interval=period, prune=prune, force=force, once=once, source=source, host=host, metrics_addr=metrics_addr
     )
-    raise typer.Exit(WatchController(options).run())
+    raise typer.Exit(run_watch(WatchOptions(paths=paths, status=status, loop=loop)))  # type: ignore[arg-type]
+
+
+def _register_extras() -> None:
+    """Commands kept in their own modules (one per front door or tool), each adding itself."""
+    import importlib
+
+    for module in EXTRA_COMMANDS:
+        importlib.import_module(f"{__package__}.{module}").register(app)
+
+
+# Each entry is a module in this package with ``register(app: typer.Typer) -> None``.
+EXTRA_COMMANDS: list[str] = []
+_register_extras()
 
 
 def main() -> None:

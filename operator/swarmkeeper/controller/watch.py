@@ -1,247 +1,52 @@
-"""``swarmkeeper watch``: keep a specs folder and the swarm in step, status back into the files.
+"""``swarmkeeper watch``: a specs folder as the source of the shared reconcile loop.
 
-One loop, three triggers (file changes, Docker events, a periodic resync), one kind of pass: load
-all specs, reconcile all of them from the swarm's current state, write status back. The loop holds
-a lease in the swarm so a second controller on the same swarm stands by instead of fighting.
+The folder adds one trigger (file changes) and one way back for status (the spec files' own
+``status:`` blocks, or a ``.status/`` tree); everything else is the loop's.
 """
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from ..api import ObjectStatus
-from ..engine.clusters import connect_target, group_by_cluster
-from ..engine.inventory import inventory
-from ..engine.reconcile import Options, Outcome, reconcile
-from ..loading import Manifest, SpecError
+from ..loading import LoadResult, Manifest, SpecError
 from ..sources.folder import FolderSource, StatusMode
-from ..swarm import labels as L
-from ..swarm.connect import EngineClient
-from ..swarm.errors import EngineError
 from ..swarm.observe import Key
-from .engine_events import EngineEvents
 from .file_events import FileEvents
-from .lease_keeper import LeaseKeeper
-from .metrics import HealthServer, Metrics
+from .loop import Controller, LoopOptions, Trigger
 from .triggers import Wakeup
-
-log = logging.getLogger(__name__)
-
-FOLLOWUP_DELAYS = (0.1, 0.3, 0.6, 1.2, 2.5)
 
 
 @dataclass(frozen=True)
 class WatchOptions:
     paths: Sequence[Path]
-    interval: float = 300.0
-    prune: bool = False
-    force: bool = False
     status: StatusMode = "inline"
-    once: bool = False
-    source: str = L.DEFAULT_SOURCE
-    host: str | None = None
-    metrics_addr: str | None = None
-    lease_ttl: float = 15.0
-    requeue: float = 2.0  # a pass that left work for later (dependencies converging) runs again this soon
+    loop: LoopOptions = field(default_factory=LoopOptions)
 
 
-@dataclass(frozen=True)
-class PassResult:
-    ok: bool  # specs valid and every change applied
-    requeue: bool  # work was left for a later pass (dependencies converging, engine away)
+class FolderLoopSource:
+    controller = "watch"
+
+    def __init__(self, paths: Sequence[Path], status: StatusMode) -> None:
+        self.paths = list(paths)
+        self.folder = FolderSource(self.paths, status)
+
+    def load(self) -> LoadResult:
+        return self.folder.load()
+
+    def publish(
+        self, manifests: Sequence[Manifest], statuses: Mapping[Key, ObjectStatus], errors: Sequence[SpecError]
+    ) -> None:
+        self.folder.publish(manifests, statuses, errors)
+
+    def triggers(self, wakeup: Wakeup) -> list[Trigger]:
+        return [FileEvents(self.paths, wakeup, self.folder.is_own_write)]
+
+    def revision(self) -> str | None:
+        return None
 
 
-class WatchController:
-    def __init__(self, options: WatchOptions) -> None:
-        self.options = options
-        self.folder = FolderSource(options.paths, options.status)
-        self.wakeup = Wakeup()
-        self.metrics = Metrics("watch")
-        self.stopping = threading.Event()
-        self.last_good: list[Manifest] | None = None
-        self.clients: dict[str | None, EngineClient] = {}
-        # The lease has its own connection: its renewals (a label update every ttl/3) are bookkeeping,
-        # kept out of the reconcile's call counts, which must show zero writes when nothing changes.
-        self.lease = LeaseKeeper(
-            lambda: connect_target(None, [], host=options.host), options.source, self.wakeup, options.lease_ttl
-        )
-        self.alive_at = time.monotonic()
-        self.engine_ok = False
-        self.passes = 0
-
-    # -- connections ---------------------------------------------------------------------------
-    def _default_client(self) -> EngineClient:
-        return self._client(None, [])
-
-    def _client(self, cluster: str | None, manifests: Sequence[Manifest]) -> EngineClient:
-        client = self.clients.get(cluster)
-        if client is None:
-            try:
-                client = connect_target(cluster, manifests, host=self.options.host)
-            except LookupError as exc:
-                raise EngineError(str(exc)) from None
-            self.clients[cluster] = client
-        return client
-
-    # -- health --------------------------------------------------------------------------------
-    def healthy(self) -> bool:
-        # The loop wakes at least every interval; far longer than that means it is stuck.
-        return time.monotonic() - self.alive_at < max(60.0, 3 * self.options.interval)
-
-    def ready(self) -> bool:
-        return self.lease.held.is_set() and self.engine_ok and self.passes > 0
-
-    # -- one pass ------------------------------------------------------------------------------
-    def run_pass(self, reasons: set[str]) -> PassResult:
-        """Load, reconcile, write status."""
-        started = time.monotonic()
-        result = self.folder.load()
-        errors: list[SpecError] = result.errors
-        self.metrics.spec_errors.labels("watch").set(len(errors))
-        if errors:
-            for e in errors:
-                log.error("invalid spec: %s", e)
-            if self.last_good is None:
-                log.error("no valid specs yet: nothing is applied until the errors above are fixed")
-        else:
-            self.last_good = result.manifests
-        manifests = self.last_good or []
-        statuses: dict[Key, ObjectStatus] = {}
-        requeue = False
-        ok = True
-        try:
-            for target in group_by_cluster(manifests):
-                client = self._client(target.cluster, manifests)
-                outcome = reconcile(
-                    client,
-                    target.manifests,
-                    Options(
-                        prune=self.options.prune,
-                        force=self.options.force,
-                        source=self.options.source,
-                        dependency_timeout=0.0,
-                    ),
-                )
-                statuses.update(outcome.statuses)
-                self._report(outcome, client)
-                ok = ok and outcome.ok
-                requeue = requeue or any(r.deferred for r in outcome.report.results)
-            self.engine_ok = True
-        except EngineError as exc:
-            self.engine_ok = False
-            ok = False
-            log.error("engine unavailable: %s; retrying", exc)
-            self.clients.clear()
-            requeue = True
-        # Status goes to the objects as they are in the files now (fresh positions), the invalid ones
-        # get their error; everything else keeps the status computed from the last good specs.
-        current = result.manifests if errors else manifests
-        try:
-            written = self.folder.publish(current, statuses, errors)
-            if written:
-                log.debug("status written to %s", ", ".join(str(p) for p in written))
-        except OSError as exc:
-            log.error("cannot write status: %s", exc)
-        elapsed = time.monotonic() - started
-        self.metrics.reconcile_time.labels("watch").observe(elapsed)
-        self.metrics.reconcile_total.labels("watch", "success" if ok and not errors else "error").inc()
-        if not ok or errors:
-            self.metrics.reconcile_errors.labels("watch").inc()
-        self.passes += 1
-        log.debug("pass (%s) took %.0f ms", ",".join(sorted(reasons)) or "resync", elapsed * 1000)
-        return PassResult(ok=ok and not errors, requeue=requeue)
-
-    def _report(self, outcome: Outcome, client: EngineClient) -> None:
-        for r in outcome.drift:
-            fields = ", ".join(c.path for c in r.step.changes) or "the object"
-            log.warning("drift corrected: %s was changed outside swarmkeeper (%s); put back", r.step.swarm_name, fields)
-            self.metrics.drift_corrections.labels("watch", r.step.key[0]).inc()
-        # Each step is logged where it is carried out (engine.apply); here only what the loop adds.
-        for e in outcome.plan.errors:
-            log.error("%s", e.message)
-        if outcome.plan.blocked:
-            log.error("%s", outcome.plan.blocked)
-        counts: dict[str, int] = {}
-        for obj in inventory(outcome.state):
-            counts[obj.kind] = counts.get(obj.kind, 0) + 1
-        for kind in ("SwarmService", "SwarmNetwork", "SwarmSecret", "SwarmConfig"):
-            self.metrics.managed_objects.labels("watch", kind).set(counts.get(kind, 0))
-        for (method, _), n in client.calls.items():
-            self.metrics.engine_calls.labels("watch", method).inc(n)
-        client.calls.clear()
-
-    # -- the loop ------------------------------------------------------------------------------
-    def stop(self, *_: object) -> None:
-        self.stopping.set()
-        self.wakeup.poke("stop")
-
-    def run(self) -> int:
-        """Run until stopped (or one pass with ``once``). Returns the process exit code."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
-        if self.options.once:
-            if not self.lease.attempt():
-                log.error("another controller holds the lease for source %r; not acting", self.options.source)
-                return 1
-            try:
-                result = self.run_pass({"once"})
-            finally:
-                self.lease.stop()
-            return 0 if result.ok else 1
-        server = None
-        if self.options.metrics_addr:
-            server = HealthServer(self.options.metrics_addr, self.metrics, self.healthy, self.ready)
-            server.start()
-            log.info("metrics and health on %s (/metrics, /healthz, /readyz)", self.options.metrics_addr)
-        files = FileEvents(self.options.paths, self.wakeup, self.folder.is_own_write)
-        events = EngineEvents(self._default_client, self.wakeup)
-        self.lease.start()
-        files.start()
-        events.start()
-        next_resync = time.monotonic()
-        backoff = 0.5
-        followups: list[float] = []
-        try:
-            while not self.stopping.is_set():
-                self.alive_at = time.monotonic()
-                wake_at = min([next_resync, *followups])
-                reasons, _ = self.wakeup.wait(max(0.0, wake_at - time.monotonic()))
-                now = time.monotonic()
-                followups = [t for t in followups if t > now]
-                if "engine" in reasons:
-                    # An event often comes before the swarm's own bookkeeping catches up (a container
-                    # dies before its task is marked failed): look again shortly, a few times.
-                    followups = sorted({*followups, *(now + d for d in FOLLOWUP_DELAYS)})
-                if self.stopping.is_set():
-                    break
-                if not reasons:
-                    reasons = {"resync"}
-                if not self.lease.held.is_set():
-                    next_resync = time.monotonic() + self.options.lease_ttl / 3
-                    continue
-                requeue = self.run_pass(reasons).requeue
-                if not self.engine_ok:
-                    next_resync = time.monotonic() + backoff
-                    backoff = min(backoff * 2, 30.0)
-                else:
-                    backoff = 0.5
-                    next_resync = time.monotonic() + (self.options.requeue if requeue else self.options.interval)
-        finally:
-            files.stop()
-            events.stop()
-            self.lease.stop()
-            if server is not None:
-                server.stop()
-        log.info("stopped")
-        return 0
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; finishing the current pass and stopping", signal.Signals(signum).name)
-        self.stop()
+def run_watch(options: WatchOptions) -> int:
+    return Controller(FolderLoopSource(options.paths, options.status), options.loop).run()

@@ -66,7 +66,7 @@ class Desired:
         return set(self.networks) | set(self.values) | set(self.services)
 
 
-def _value(m: Manifest, state: SwarmState, source: str) -> DesiredValue:
+def _value(m: Manifest, state: SwarmState, source: str, revision: str | None) -> DesiredValue:
     res = m.resource
     assert isinstance(res, SwarmSecret | SwarmConfig)
     kind: ValueKind = "secret" if isinstance(res, SwarmSecret) else "config"
@@ -96,6 +96,8 @@ def _value(m: Manifest, state: SwarmState, source: str) -> DesiredValue:
             fingerprint(raw),
             source=source,
         )
+        if revision:
+            payload["Labels"][L.REVISION] = revision
     return DesiredValue(m, kind, L.versioned_name(base, version), version, payload, res.spec.keep_versions)
 
 
@@ -125,15 +127,21 @@ def keep_live_values(payload: Payload, live: Payload, fields: Sequence[str]) -> 
             dst.pop(leaf, None)
 
 
-def resolve_desired(manifests: Sequence[Manifest], state: SwarmState, *, source: str = L.DEFAULT_SOURCE) -> Desired:
+def resolve_desired(
+    manifests: Sequence[Manifest], state: SwarmState, *, source: str = L.DEFAULT_SOURCE, revision: str | None = None
+) -> Desired:
+    """``revision`` (a Git commit, say) is labelled on every object; being bookkeeping, it is not
+    compared, so it only lands on the objects a pass actually changes."""
     desired = Desired()
     for m in manifests:
         res = m.resource
         if isinstance(res, SwarmNetwork):
             payload = build_network_spec(res, source=source)
+            if revision:
+                payload["Labels"][L.REVISION] = revision
             desired.networks[m.key] = DesiredNetwork(m, payload["Name"], payload)
         elif isinstance(res, SwarmSecret | SwarmConfig):
-            desired.values[m.key] = _value(m, state, source)
+            desired.values[m.key] = _value(m, state, source, revision)
     for m in manifests:
         res = m.resource
         if not isinstance(res, SwarmService):
@@ -148,6 +156,8 @@ def resolve_desired(manifests: Sequence[Manifest], state: SwarmState, *, source:
         payload = build_service_spec(res, refs, file_env=m.file_env, source=source)
         digest = spec_hash(payload)
         payload["Labels"][L.SPEC_HASH] = digest
+        if revision:
+            payload["Labels"][L.REVISION] = revision
         actual = state.managed_services.get(m.key)
         if actual is not None:
             keep_live_values(payload, actual["Spec"], res.unmanaged_fields())

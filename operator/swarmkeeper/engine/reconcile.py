@@ -31,6 +31,7 @@ class Options:
     dry_run: bool = False
     source: str = L.DEFAULT_SOURCE
     dependency_timeout: float = 300.0
+    revision: str | None = None  # labelled on what this pass changes (e.g. a Git commit)
 
 
 @dataclass
@@ -79,14 +80,14 @@ def reconcile(
 ) -> Outcome:
     started = time.monotonic()
     state = observe(client)
-    desired = resolve_desired(manifests, state, source=options.source)
+    desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
     plan = make_plan(desired, state, prune=options.prune, force=options.force, source=options.source)
     report = ApplyReport()
     if not options.dry_run and not plan.blocked and not plan.empty:
         report = apply_plan(client, plan, state, dependency_timeout=options.dependency_timeout, on_result=on_result)
         # Status must show what the swarm holds after the changes, so read it once more.
         state = observe(client)
-        desired = resolve_desired(manifests, state, source=options.source)
+        desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
     outcome = Outcome(plan, report, state, desired, duration=time.monotonic() - started)
     if not options.dry_run:
         outcome.statuses = compute_statuses(manifests, state, desired, outcome.errors, changes=outcome.changes())

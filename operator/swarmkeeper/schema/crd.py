@@ -86,22 +86,15 @@ def crd_path(kind: str) -> Path:
 def open_api_schema(kind: str) -> Schema:
     """The structural openAPIV3Schema of a kind: the model's spec and status, Kubernetes' envelope."""
     source = json_schema(kind)
-    properties = dict(source["properties"])
-    properties.update(_K8S_FIELDS)
-    # metadata is always present in Kubernetes; only the model's own required fields (spec) remain.
-    required = [name for name in source.get("required", []) if name not in _K8S_FIELDS]
-    root = {**source, "properties": properties, "required": required}
-    if not required:
-        del root["required"]
-    schema = structural(root)
-    schema["properties"] = {name: schema["properties"][name] for name in properties_order(source)}
-    return schema
-
-
-def properties_order(source: Schema) -> list[str]:
-    """apiVersion, kind, metadata first, as in every Kubernetes object."""
-    rest = [name for name in source["properties"] if name not in _K8S_FIELDS]
-    return [*_K8S_FIELDS, *rest]
+    own = {name: sub for name, sub in source["properties"].items() if name not in _K8S_FIELDS}
+    root = {**source, "properties": {**_K8S_FIELDS, **own}}
+    # metadata is always there in Kubernetes; of the model's required fields only spec remains.
+    required = [name for name in source.get("required", []) if name in own]
+    if required:
+        root["required"] = required
+    else:
+        root.pop("required", None)
+    return structural(root)
 
 
 def crd(kind: str) -> Schema:

@@ -179,7 +179,7 @@ class _Converter:
 
     def _scalar_union(self, alternatives: list[Mapping[str, Any]], rest: Mapping[str, Any], path: str) -> Schema:
         types = {a.get("type") for a in alternatives}
-        if not types <= _SCALARS or None in types:
+        if not types or not types <= _SCALARS:
             raise UnsupportedSchema(f"{path}: a union of {sorted(map(str, types))} cannot be structural")
         out: Schema = {k: v for k, v in rest.items() if k == "description"}
         if types == {"integer", "string"}:
