@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
-from ..loading import LoadResult, Manifest, load_paths
+if TYPE_CHECKING:
+    from ..loading import LoadResult, Manifest
 
 # Exit codes shared by all commands (diff uses 1 for "changes").
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -30,6 +30,8 @@ def setup_logging(verbose: int, log_format: str = "text") -> None:
         handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
     else:
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
     root.addHandler(handler)
     root.setLevel(max(logging.DEBUG, level))
@@ -50,6 +52,8 @@ def print_load_errors(result: LoadResult) -> None:
 
 
 def load_or_exit(paths: Sequence[Path], *, resolve_values: bool = True) -> list[Manifest]:
+    from ..loading import load_paths
+
     result = load_paths(list(paths), resolve_values=resolve_values)
     if not result.ok:
         print_load_errors(result)

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 
 from .. import __version__
-from ..api.units import duration_to_ns
-from ..engine.apply import apply_plan
-from ..engine.clusters import connect_target, group_by_cluster
-from ..engine.inventory import KIND_ALIASES, inventory
-from ..engine.plan import make_delete_plan
-from ..engine.reconcile import Options, Outcome, reconcile
-from ..engine.wait import wait_for_services
-from ..loading import Manifest
-from ..swarm.errors import EngineError
-from ..swarm.observe import Key, observe
-from . import render
 from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, err, fail, load_or_exit, out, setup_logging
+
+if TYPE_CHECKING:
+    from ..engine.reconcile import Outcome
+    from ..loading import Manifest
+    from ..swarm.connect import EngineClient
+    from ..swarm.observe import Key
+
+# Each command imports the engine when it runs: `swarmkeeper --help` must not pay for pydantic
+# models and the docker client.
 
 app = typer.Typer(
     name="swarmkeeper",
@@ -64,10 +61,15 @@ def _root(
 def _targets(
     manifests: list[Manifest], cluster: str | None, host: str | None
 ) -> list[tuple[str | None, list[Manifest]]]:
+    from ..engine.clusters import group_by_cluster
+
     return [(t.cluster, t.manifests) for t in group_by_cluster(manifests, cluster)]
 
 
-def _connect(cluster: str | None, manifests: list[Manifest], host: str | None):  # type: ignore[no-untyped-def]
+def _connect(cluster: str | None, manifests: list[Manifest], host: str | None) -> EngineClient:
+    from ..engine.clusters import connect_target
+    from ..swarm.errors import EngineError
+
     try:
         return connect_target(cluster, manifests, host=host)
     except (LookupError, EngineError) as exc:
@@ -96,6 +98,10 @@ def diff(
     verbose: Verbose = 0,
 ) -> None:
     """Field-level differences between specs and the live swarm (exit 1 when there are any)."""
+    from ..engine.reconcile import Options, reconcile
+    from ..swarm.errors import EngineError
+    from . import render
+
     setup_logging(verbose)
     manifests = load_or_exit(paths)
     changes = False
@@ -116,6 +122,8 @@ def diff(
 
 
 def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
+    from . import render
+
     lines = render.plan_lines(outcome.plan, changes=dry_run)
     for line in lines:
         out.print(line)
@@ -144,6 +152,10 @@ def apply(
     verbose: Verbose = 0,
 ) -> None:
     """Make the swarm match the specs."""
+    from ..api.units import duration_to_ns
+    from ..engine.reconcile import Options, reconcile
+    from ..swarm.errors import EngineError
+
     setup_logging(verbose)
     try:
         limit = duration_to_ns(timeout) / 1e9
@@ -168,7 +180,12 @@ def apply(
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
 
 
-def _wait(client, keys: list[Key], timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait(client: EngineClient, keys: list[Key], timeout: float) -> bool:
+    from rich.live import Live
+
+    from ..engine.wait import wait_for_services
+    from . import render
+
     if not keys:
         return True
     if out.is_terminal:
@@ -197,6 +214,11 @@ def get(
     verbose: Verbose = 0,
 ) -> None:
     """Live status of the objects swarmkeeper manages."""
+    from ..engine.inventory import KIND_ALIASES, inventory
+    from ..swarm.errors import EngineError
+    from ..swarm.observe import observe
+    from . import render
+
     setup_logging(verbose)
     kinds = None
     if kind and kind != "all":
@@ -283,6 +305,14 @@ def delete(
     verbose: Verbose = 0,
 ) -> None:
     """Remove managed objects: those defined in spec files, or one named KIND NAME."""
+    from ..engine.apply import apply_plan
+    from ..engine.clusters import group_by_cluster
+    from ..engine.inventory import KIND_ALIASES
+    from ..engine.plan import make_delete_plan
+    from ..swarm.errors import EngineError
+    from ..swarm.observe import observe
+    from . import render
+
     setup_logging(verbose)
     if len(targets) == 2 and targets[0].lower() in KIND_ALIASES and not Path(targets[0]).exists():
         keys_by_cluster: dict[str | None, set[Key]] = {
@@ -337,8 +367,10 @@ def watch(
     verbose: Verbose = 0,
 ) -> None:
     """Keep the swarm in step with a specs folder; write live status back into the spec files."""
+    from ..api.units import duration_to_ns
     from ..controller.loop import LoopOptions
     from ..controller.watch import WatchOptions, run_watch
+    from ..swarm.errors import EngineError
     from ..swarm.membership import init_single_node, swarm_state
 
     if log_format not in ("text", "json"):
