@@ -84,6 +84,7 @@ class Controller:
         self.metrics = Metrics(self.name)
         self.stopping = threading.Event()
         self.last_good: list[Manifest] | None = None
+        self.last_errors: list[str] = []
         self.clients: dict[str | None, EngineClient] = {}
         # The lease has its own connection: its renewals (a label update every ttl/3) are bookkeeping,
         # kept out of the reconcile's call counts, which must show zero writes when nothing changes.
@@ -124,11 +125,18 @@ class Controller:
         errors: list[SpecError] = result.errors
         self.metrics.spec_errors.labels(self.name).set(len(errors))
         if errors:
-            for e in errors:
-                log.error("invalid spec: %s", e)
+            # The same broken file is seen by every pass until it is fixed: say it once per change.
+            texts = [str(e) for e in errors]
+            level = logging.DEBUG if texts == self.last_errors else logging.ERROR
+            for text in texts:
+                log.log(level, "invalid spec: %s", text)
+            self.last_errors = texts
             if self.last_good is None:
                 log.error("no valid specs yet: nothing is applied until the errors above are fixed")
         else:
+            if self.last_errors:
+                log.info("specs are valid again")
+            self.last_errors = []
             self.last_good = result.manifests
         manifests = self.last_good or []
         statuses: dict[Key, ObjectStatus] = {}

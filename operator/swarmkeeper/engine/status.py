@@ -61,7 +61,9 @@ def merge_status(old: Mapping[str, Any] | None, new: ObjectStatus) -> dict[str, 
     merged = []
     for cond in out.get("conditions", []):
         prev = before.get(cond["type"])
-        if prev is not None and prev.get("status") == cond["status"] and prev.get("lastTransitionTime"):
+        # Synced describes an event (this pass changed the object): its time is always the new one.
+        steady = cond["type"] not in CARRIED_OVER
+        if steady and prev is not None and prev.get("status") == cond["status"] and prev.get("lastTransitionTime"):
             cond["lastTransitionTime"] = prev["lastTransitionTime"]
         merged.append(cond)
     present = {c["type"] for c in merged}

@@ -6,6 +6,7 @@ client) so the engine receives exactly the spec that was compared, not a re-asse
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -33,8 +34,17 @@ def create_network(client: EngineClient, payload: Mapping[str, Any]) -> str:
     return str(result["Id"])
 
 
-def remove_network(client: EngineClient, network_id: str) -> None:
+def remove_network(client: EngineClient, network_id: str, *, settle: float = 30.0) -> None:
+    """Remove a network and wait (up to ``settle`` s) until the node stops listing it.
+
+    After removal the node keeps its copy of an overlay network until the last task has detached,
+    and it lists that copy exactly like a live network; creating a service on it then fails with
+    "network not found". Waiting here keeps what the next pass reads consistent.
+    """
     call(lambda: client.remove_network(network_id))
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline and call(lambda: client.networks(ids=[network_id])):
+        time.sleep(0.2)
 
 
 def create_value(client: EngineClient, kind: ValueKind, payload: Mapping[str, Any]) -> str:
