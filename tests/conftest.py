@@ -25,6 +25,7 @@ import docker.errors
 import pytest
 import requests.exceptions
 
+from engines import single_engine, three_managers  # noqa: F401 (fixtures: extra engines in network namespaces)
 from helpers import cleanup_namespace
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"

@@ -57,6 +57,7 @@ RUN_ROOT = Path("/run/swarmkeeper-engines")
 LIB_ROOT = Path("/var/lib/swarmkeeper-engines")
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SHIM_SOCKET_DIR = Path("/run/containerd/s")  # shared by every containerd on the machine
 
 DOCKERD = "/usr/sbin/dockerd"
 # The daemons get a fixed, minimal environment: Debian's containerd/runc (not whatever comes first
@@ -85,8 +86,17 @@ DEFAULT_HEARTBEAT = 1.0
 # Only these programs are ever signalled because their command line names a node's paths; anything
 # inside a node's network namespace or cgroup is the node's own and is signalled regardless.
 _DAEMON_PROGRAMS = frozenset(
-    {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy", "runc", "ip", "unshare",
-     "sh"}
+    {
+        "dockerd",
+        "containerd",
+        "containerd-shim",
+        "containerd-shim-runc-v2",
+        "docker-proxy",
+        "runc",
+        "ip",
+        "unshare",
+        "sh",
+    }
 )
 
 
@@ -103,7 +113,7 @@ class EngineError(RuntimeError):
 # ---------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie (a reaped-later zombie is already dead)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -287,8 +297,12 @@ def busybox_rootfs() -> bytes:
         add("sbin", tarfile.SYMTYPE, 0o777, link="bin")
         add("usr/bin", tarfile.SYMTYPE, 0o777, link="../bin")
         add("usr/sbin", tarfile.SYMTYPE, 0o777, link="../bin")
-        add("etc/passwd", tarfile.REGTYPE, 0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+        add(
+            "etc/passwd",
+            tarfile.REGTYPE,
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
         add("etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\nnogroup:x:65534:\n")
     return buffer.getvalue()
 
@@ -390,6 +404,7 @@ class EngineNode:
         if not self.netns_path.exists():
             raise EngineError(f"network namespace {self.name} is missing; EngineCluster.up() creates it")
         self._kill_leftovers()
+        self._remove_shim_sockets()
         # A stale pidfile naming a live, unrelated process would make dockerd refuse to start.
         self.pidfile.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
@@ -434,6 +449,7 @@ class EngineNode:
                 self._process.wait(timeout=1.0)  # reap, so no zombie is left behind
             self._process = None
         self._kill_leftovers()
+        self._remove_shim_sockets()
         self.pidfile.unlink(missing_ok=True)
 
     def restart(self) -> None:
@@ -454,15 +470,15 @@ class EngineNode:
             mounts.append(f"mkdir -p {target} && mount -t {fs_type} -o {shlex.quote(options)} {fs_type} {target}")
         dockerd = [
             DOCKERD,
-            "--config-file", str(self.config_file),
-            "-H", self.socket,
-            "--data-root", str(self.data_root),
-            "--exec-root", str(self.exec_root),
-            "--pidfile", str(self.pidfile),
-            "--cgroup-parent", f"/{self.cgroup_name}",
-            "--containerd-namespace", f"swarmkeeper-{self.name}",
-            "--containerd-plugins-namespace", f"swarmkeeper-{self.name}-plugins",
-        ]  # fmt: skip
+            f"--config-file={self.config_file}",
+            f"--host={self.socket}",
+            f"--data-root={self.data_root}",
+            f"--exec-root={self.exec_root}",
+            f"--pidfile={self.pidfile}",
+            f"--cgroup-parent=/{self.cgroup_name}",
+            f"--containerd-namespace=swarmkeeper-{self.name}",
+            f"--containerd-plugins-namespace=swarmkeeper-{self.name}-plugins",
+        ]
         script = " && ".join([*mounts, f"hostname {shlex.quote(self.name)}", f"exec {shlex.join(dockerd)}"])
         return [_tool("ip"), "netns", "exec", self.name, _tool("unshare"), "--uts", "--", "/bin/sh", "-c", script]
 
@@ -476,7 +492,7 @@ class EngineNode:
         except (OSError, ValueError):
             return None
         args = _cmdline(pid)
-        if _alive(pid) and args and os.path.basename(args[0]) == "dockerd" and self.socket in args:
+        if pid_alive(pid) and args and os.path.basename(args[0]) == "dockerd" and f"--host={self.socket}" in args:
             return pid
         return None
 
@@ -486,7 +502,7 @@ class EngineNode:
             if self._process is not None and self._process.pid == pid:
                 if self._process.poll() is not None:
                     return True
-            elif not _alive(pid):
+            elif not pid_alive(pid):
                 return True
             time.sleep(0.1)
         return False
@@ -504,8 +520,10 @@ class EngineNode:
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 last_error = str(exc)
             else:
+                # The probe's short timeout does not suit real calls (joining a swarm takes longer):
+                # api() makes the client that is kept.
+                client.close()
                 self._close_client()
-                self._client = client
                 return
             if time.monotonic() >= deadline:
                 raise EngineError(
@@ -520,27 +538,44 @@ class EngineNode:
                 self._client.close()
             self._client = None
 
+    def _remove_shim_sockets(self) -> None:
+        """Delete the sockets of this node's killed containerd shims.
+
+        containerd puts every shim's socket in the machine-wide ``/run/containerd/s`` (its name is
+        a hash of containerd's address, namespace and container), and a shim that dies by SIGKILL
+        leaves it behind. Each task's state directory records its shim's address, so only this
+        node's sockets are removed, and only once its processes are known to be gone.
+        """
+        tasks = self.exec_root / "containerd" / "daemon" / "io.containerd.runtime.v2.task"
+        for address_file in tasks.glob("*/*/address"):
+            with contextlib.suppress(OSError):
+                path = Path(address_file.read_text().strip().removeprefix("unix://"))
+                if path.parent == SHIM_SOCKET_DIR:
+                    path.unlink(missing_ok=True)
+
     def _kill_leftovers(self, timeout: float = 15.0) -> None:
         """SIGKILL everything of this node that is still around, until nothing is left.
 
-        Three nets, because each misses something: the network namespace holds dockerd,
-        containerd, the shims and docker-proxy; containers have namespaces of their own but sit in
-        the node's cgroup; and the command line still finds the daemons once the namespace is gone.
-        Repeated, because a dying dockerd may still restart containerd in between.
+        Repeated, because a dockerd that is dying may still restart containerd in between.
         """
-        protected = _protected_pids()
         deadline = time.monotonic() + timeout
-        while True:
-            pids = _netns_pids(self.netns_path) | _cgroup_pids(self.cgroup_name) | _cmdline_pids(self.name)
-            pids = {pid for pid in pids - protected if _alive(pid)}
-            if not pids:
-                return
+        while pids := self.processes():
             if time.monotonic() >= deadline:
-                raise EngineError(f"processes of {self.name} survive SIGKILL: {sorted(pids)}")
+                raise EngineError(f"processes of {self.name} survive SIGKILL: {pids}")
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
+
+    def processes(self) -> list[int]:
+        """PIDs of every live process of this node: dockerd, containerd, shims, containers.
+
+        Three nets, because each misses something: the node's network namespace holds dockerd,
+        containerd, the shims and docker-proxy; containers have namespaces of their own but sit in
+        the node's cgroup; and the command line still finds the daemons once the namespace is gone.
+        """
+        pids = _netns_pids(self.netns_path) | _cgroup_pids(self.cgroup_name) | _cmdline_pids(self.name)
+        return sorted(pid for pid in pids - _protected_pids() if pid_alive(pid))
 
 
 # ---------------------------------------------------------------------------
@@ -739,8 +774,9 @@ class EngineCluster:
             ns, peer = node.name, f"{self.prefix}p{node.index}"
             _run(["ip", "netns", "add", ns], f"creating namespace {ns}")
             _run(["ip", "-n", ns, "link", "set", "lo", "up"], f"{ns} loopback")
-            _run(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", br],
-                 f"{ns} veth")
+            _run(
+                ["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", br], f"{ns} veth"
+            )
             _run(["ip", "-n", br, "link", "set", peer, "master", "br0", "up"], f"{ns} veth on the bridge")
             _run(["ip", "-n", ns, "addr", "add", f"{node.address}/{NODE_PREFIX_LEN}", "dev", "eth0"], f"{ns} address")
             _run(["ip", "-n", ns, "link", "set", "eth0", "up"], f"{ns} eth0 up")

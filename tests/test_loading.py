@@ -486,7 +486,8 @@ def test_impossible_date_is_reported_without_the_value(tmp_path: Path) -> None:
     error = only_error(load_paths([tmp_path]))
 
     assert error.file == spec
-    assert error.message.startswith("document 1: a value cannot be read")
+    assert error.message.startswith("a value cannot be read")
+    assert error.line == 7 and error.column is not None  # where the value is
     assert "2024" not in str(error)
 
 

@@ -6,17 +6,20 @@ an old secret/config version that tasks still hold is not a failure: it is left 
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..swarm import labels as L
 from ..swarm import mutate
-from ..swarm.build import bind_ids
+from ..swarm.build import Payload, bind_ids
 from ..swarm.connect import EngineClient
 from ..swarm.errors import EngineError, call
 from ..swarm.observe import Key, SwarmState
+from .fingerprint import fingerprint
 from .plan import Plan, Step
 from .progress import service_progress
 
@@ -131,7 +134,7 @@ class _Executor:
                 mutate.remove_value(c, kind, step.object_id)
                 return StepResult(step, ok=True)
             assert step.payload is not None
-            new_id = mutate.create_value(c, kind, step.payload)
+            new_id = mutate.create_value(c, kind, with_fingerprint(step.payload))
             (self.secret_ids if kind == "secret" else self.config_ids)[step.swarm_name] = new_id
             return StepResult(step, ok=True, object_id=new_id)
         if step.action == "delete":
@@ -146,6 +149,15 @@ class _Executor:
         assert step.object_id is not None
         warnings = mutate.update_service(c, step.object_id, payload, with_registry_auth=step.with_registry_auth)
         return StepResult(step, ok=True, warnings=warnings, object_id=step.object_id)
+
+
+def with_fingerprint(payload: Payload) -> Payload:
+    """The value's fingerprint label, derived only now that the version is really created."""
+    labels = payload["Labels"]
+    if L.FINGERPRINT in labels:
+        return payload
+    value = base64.b64decode(payload["Data"])
+    return {**payload, "Labels": {**labels, L.FINGERPRINT: fingerprint(value)}}
 
 
 def apply_plan(

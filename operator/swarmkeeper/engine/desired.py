@@ -22,7 +22,7 @@ from ..swarm.build import (
     spec_hash,
 )
 from ..swarm.observe import Key, SwarmState, value_version
-from .fingerprint import fingerprint, matches
+from .fingerprint import matches
 
 ValueKind = Literal["secret", "config"]
 
@@ -87,14 +87,7 @@ def _value(m: Manifest, state: SwarmState, source: str, revision: str | None) ->
     if m.value is not None:
         raw = m.value.get_secret_value()
         payload = build_value_spec(
-            res.kind,
-            res.metadata.name,
-            res.metadata.namespace,
-            version,
-            raw,
-            res.spec.labels,
-            fingerprint(raw),
-            source=source,
+            res.kind, res.metadata.name, res.metadata.namespace, version, raw, res.spec.labels, source=source
         )
         if revision:
             payload["Labels"][L.REVISION] = revision

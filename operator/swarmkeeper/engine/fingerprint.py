@@ -15,18 +15,20 @@ import hmac
 import os
 import threading
 
-_N, _R, _P, _LEN = 2**14, 8, 1, 32
+# 2^13 * 8 * 128 bytes = 8 MiB and ~20 ms per derivation: costly for a guessing attack on every
+# stored fingerprint, cheap enough for a pass that checks each secret once per process.
+_LOG_N, _R, _P, _LEN = 13, 8, 1, 32
 _PREFIX = "scrypt"
-_cache: dict[tuple[bytes, bytes], bytes] = {}
+_cache: dict[tuple[int, bytes, bytes], bytes] = {}
 _lock = threading.Lock()
 
 
-def _derive(value: bytes, salt: bytes) -> bytes:
-    key = (salt, hashlib.sha256(value).digest())
+def _derive(value: bytes, salt: bytes, log_n: int = _LOG_N) -> bytes:
+    key = (log_n, salt, hashlib.sha256(value).digest())
     with _lock:
         hit = _cache.get(key)
     if hit is None:
-        hit = hashlib.scrypt(value, salt=salt, n=_N, r=_R, p=_P, dklen=_LEN, maxmem=64 * 1024 * 1024)
+        hit = hashlib.scrypt(value, salt=salt, n=2**log_n, r=_R, p=_P, dklen=_LEN, maxmem=64 * 1024 * 1024)
         with _lock:
             _cache[key] = hit
     return hit
@@ -41,9 +43,9 @@ def _unb64(text: str) -> bytes:
 
 
 def fingerprint(value: bytes) -> str:
-    """A label-safe fingerprint: ``scrypt$<salt>$<hash>``, different on every call."""
+    """A label-safe fingerprint: ``scrypt$<log2 N>$<salt>$<hash>``, different on every call."""
     salt = os.urandom(16)
-    return f"{_PREFIX}${_b64(salt)}${_b64(_derive(value, salt))}"
+    return f"{_PREFIX}${_LOG_N}${_b64(salt)}${_b64(_derive(value, salt))}"
 
 
 def matches(value: bytes, stored: str | None) -> bool:
@@ -51,9 +53,9 @@ def matches(value: bytes, stored: str | None) -> bool:
     if not stored:
         return False
     try:
-        prefix, salt, digest = stored.split("$")
-        if prefix != _PREFIX:
+        prefix, log_n, salt, digest = stored.split("$")
+        if prefix != _PREFIX or not 10 <= int(log_n) <= 20:
             return False
-        return hmac.compare_digest(_derive(value, _unb64(salt)), _unb64(digest))
+        return hmac.compare_digest(_derive(value, _unb64(salt), int(log_n)), _unb64(digest))
     except ValueError:
         return False

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.composer import MaxDepthExceededError
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
-from ruamel.yaml.scalarbool import ScalarBoolean
 
 from .errors import SpecError
 from .fieldpath import FieldPath, Position
@@ -53,30 +52,26 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
     """Every non-empty document of ``text``; reading stops at the first YAML syntax error."""
     documents: list[Document] = []
     errors: list[SpecError] = []
-    stream = _new_yaml().load_all(text)
+    too_deep = _indentation_bomb(text)
+    if too_deep is not None:
+        return [], [SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=too_deep, column=1)]
+    yaml = _new_yaml()
+    stream = yaml.compose_all(text)
     index = 0
     while True:
         try:
-            loaded = next(stream)
+            node = next(stream)
         except StopIteration:
             break
         except YAMLError as exc:
             errors.append(_yaml_error(exc, text, file))
             break
-        except (ValueError, TypeError, OverflowError):
-            # ruamel builds dates and explicitly tagged scalars (!!int) with Python constructors
-            # whose messages quote the value, and it gives no position for them.
-            errors.append(
-                SpecError(
-                    f"document {index + 1}: a value cannot be read as the type YAML gives it "
-                    "(an impossible date, or a scalar that does not match its !!tag); quote it",
-                    file=file,
-                )
-            )
+        except RecursionError:
+            errors.append(SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file))
             break
-        if loaded is not None:
+        if node is not None and not _is_null(node):
             try:
-                documents.append(_Converter().document(loaded, index))
+                documents.append(_Converter(yaml.constructor).document(node, index))
             except _Rejected as exc:
                 errors.append(SpecError(exc.message, file=file, line=exc.line, column=exc.column))
         index += 1
@@ -84,13 +79,38 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
 
 
 def _new_yaml() -> Any:
-    # A fresh instance per text: ruamel's composer keeps its depth counter after an error.
-    yaml = YAML(typ="rt", pure=True)
-    # ruamel counts scalars as a level too; containers are checked exactly while converting.
-    yaml.max_depth = MAX_DEPTH + 1
+    # Parsing and composing run in C (ruamel.yaml.clib): the pure-Python round-trip parser is
+    # ~20x slower, and comments are not needed to read specs (status write-back keeps them by
+    # splicing lines instead). A fresh instance per text: the composer keeps state after an error.
+    yaml = YAML(typ="safe", pure=False)
     # Reused anchors are valid YAML, and the warning would print source lines to stderr.
-    yaml.composer.warn_double_anchors = False
+    if hasattr(yaml.composer, "warn_double_anchors"):
+        yaml.composer.warn_double_anchors = False
     return yaml
+
+
+def _is_null(node: Any) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _indentation_bomb(text: str) -> int | None:
+    """1-based line of a flow nesting deeper than the limit, checked before the parser recurses.
+
+    The C composer recurses once per level; a 100,000-deep ``[[[[...`` must be refused before it
+    gets there. Brackets inside quotes count too: a false alarm needs a string with 64 unclosed
+    brackets, which no spec has.
+    """
+    depth, line = 0, 1
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            line += 1
+    return None
 
 
 def _yaml_error(exc: YAMLError, text: str, file: Path) -> SpecError:
@@ -133,85 +153,95 @@ class _Rejected(Exception):
 
 
 class _Converter:
-    """ruamel's round-trip objects → plain data, recording positions and enforcing the limits.
+    """Composed YAML nodes → plain data, recording positions and enforcing the limits.
 
-    Aliases are followed, so every expanded node counts: a few lines of anchors that would expand
-    to millions of nodes are rejected before the copy is built.
+    Aliases are the same node object reached twice, so every expansion counts: a few lines of
+    anchors that would expand to millions of nodes are rejected before the copy is built.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, constructor: Any) -> None:
+        self.constructor = constructor
         self.nodes = 0
         self.positions: dict[FieldPath, Position] = {}
 
-    def document(self, loaded: object, index: int) -> Document:
-        root = _own_position(loaded)
+    def document(self, node: Node, index: int) -> Document:
+        root = _first_key_position(node)
         if root is not None:
             self.positions[()] = root
-        data = self.convert(loaded, (), 0, root)
+        data = self.convert(node, (), 0)
         return Document(index=index, data=data, line=root[0] if root else None, positions=self.positions)
 
-    def convert(self, value: object, path: FieldPath, depth: int, position: Position | None) -> object:
+    def convert(self, node: Node, path: FieldPath, depth: int) -> object:
         self.nodes += 1
+        position = _position(node)
         if self.nodes > MAX_NODES:
             raise _Rejected(f"too many nodes (YAML alias expansion?): the limit is {MAX_NODES}", position)
-        if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        if isinstance(node, MappingNode | SequenceNode) and depth >= MAX_DEPTH:
             raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", position)
-        if isinstance(value, dict):
-            mapping: dict[str, object] = {}
-            for key, item in value.items():
-                own = _child_position(value, "key", key)
-                if not isinstance(key, str):
-                    raise _Rejected("a mapping key must be a string here; quote it", own or position)
-                child = (*path, str(key))
-                if own is not None:
-                    self.positions.setdefault(child, own)
-                mapping[str(key)] = self.convert(item, child, depth + 1, own or position)
-            return mapping
-        if isinstance(value, list):
+        if isinstance(node, MappingNode):
+            return self.mapping(node, path, depth)
+        if isinstance(node, SequenceNode):
             items: list[object] = []
-            for i, item in enumerate(value):
-                own = _child_position(value, "item", i)
-                if own is not None:
-                    self.positions.setdefault((*path, i), own)
-                items.append(self.convert(item, (*path, i), depth + 1, own or position))
+            for i, item in enumerate(node.value):
+                self.positions.setdefault((*path, i), _position(item))
+                items.append(self.convert(item, (*path, i), depth + 1))
             return items
-        return _scalar(value, position)
+        return self.scalar(node, position)
+
+    def mapping(self, node: MappingNode, path: FieldPath, depth: int) -> dict[str, object]:
+        mapping: dict[str, object] = {}
+        merged: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            own = _position(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                # `<<: *base` (or a list of them): the mapping's own keys win over merged ones.
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                for source in sources:
+                    value = self.convert(source, path, depth)
+                    if not isinstance(value, dict):
+                        raise _Rejected("a merge key (<<) must refer to a mapping", own)
+                    for k, v in value.items():
+                        merged.setdefault(k, v)
+                continue
+            key = self.scalar(key_node, own) if isinstance(key_node, ScalarNode) else None
+            if not isinstance(key, str):
+                raise _Rejected("a mapping key must be a string here; quote it", own)
+            if key in mapping:
+                raise _Rejected(f'duplicate key "{key}"', own)
+            child = (*path, key)
+            self.positions.setdefault(child, own)
+            mapping[key] = self.convert(value_node, child, depth + 1)
+        for k, v in merged.items():
+            mapping.setdefault(k, v)
+        return mapping
+
+    def scalar(self, node: Node, position: Position) -> object:
+        tag = str(node.tag or "")
+        if not tag.startswith("tag:yaml.org,2002:"):
+            raise _Rejected(f"unsupported YAML tag {node.tag}", position)
+        if tag in ("tag:yaml.org,2002:set", "tag:yaml.org,2002:omap", "tag:yaml.org,2002:pairs"):
+            raise _Rejected(f"YAML {tag.rsplit(':', 1)[1]} values are not supported", position)
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except (YAMLError, ValueError, TypeError, OverflowError):
+            # The constructors' messages quote the value, which may be a secret: say what, not which.
+            raise _Rejected(
+                "a value cannot be read as the type YAML gives it (an impossible date, or a scalar that "
+                "does not match its !!tag); quote it",
+                position,
+            ) from None
+        if isinstance(value, bool | int | float | str | bytes | date) or value is None:
+            return value
+        raise _Rejected(f"unsupported YAML value ({type(value).__name__})", position)
 
 
-def _scalar(value: object, position: Position | None) -> object:
-    # ruamel's scalar subclasses carry formatting; validation and the engine want plain types.
-    if isinstance(value, ScalarBoolean | bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if value is None or isinstance(value, bytes | date):
-        return value
-    if isinstance(value, TaggedScalar):
-        raise _Rejected(f"unsupported YAML tag {value.tag}", position)
-    if isinstance(value, set):
-        raise _Rejected("YAML sets (!!set) are not supported", position)
-    raise _Rejected(f"unsupported YAML value ({type(value).__name__})", position)
+def _position(node: Node) -> Position:
+    return int(node.start_mark.line) + 1, int(node.start_mark.column) + 1
 
 
-def _own_position(node: object) -> Position | None:
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return None
-    if isinstance(node, dict) and node:
-        first = _child_position(node, "key", next(iter(node)))
-        if first is not None:
-            return first
-    return int(lc.line) + 1, int(lc.col) + 1
-
-
-def _child_position(node: object, which: str, at: object) -> Position | None:
-    lc = getattr(node, "lc", None)
-    try:
-        line, column = getattr(lc, which)(at)
-    except (AttributeError, KeyError, IndexError, TypeError):
-        return None  # keys brought in by a merge (<<) have no position of their own
-    return int(line) + 1, int(column) + 1
+def _first_key_position(node: Node) -> Position | None:
+    if isinstance(node, MappingNode) and node.value:
+        return _position(node.value[0][0])
+    if isinstance(node, MappingNode | SequenceNode):
+        return _position(node)
+    return None

@@ -95,15 +95,20 @@ def build_value_spec(
     version: int,
     value: bytes,
     user_labels: Mapping[str, str],
-    fingerprint: str,
+    fingerprint: str | None = None,
     *,
     source: str = L.DEFAULT_SOURCE,
 ) -> Payload:
-    """Body of ``POST /secrets/create`` or ``/configs/create`` for one version of a value."""
+    """Body of ``POST /secrets/create`` or ``/configs/create`` for one version of a value.
+
+    The fingerprint label (see engine.fingerprint) may be added later, right before creation:
+    deriving it is deliberately slow, and a plan that is only shown never needs it.
+    """
     labels = {**user_labels, **L.ownership(kind, name, namespace, source)}
     labels[L.VERSION] = str(version)
     labels[L.SPEC_HASH] = spec_hash(dict(user_labels))
-    labels[L.FINGERPRINT] = fingerprint
+    if fingerprint is not None:
+        labels[L.FINGERPRINT] = fingerprint
     return {
         "Name": L.versioned_name(L.swarm_name(name, namespace), version),
         "Labels": labels,

@@ -1,0 +1,134 @@
+"""swarmkeeper vs `docker stack deploy` on the same engine and the same workload.
+
+For N services (with N/10 networks and N/10 secrets): cold create until every task runs, a no-op
+re-apply (wall time and Engine API calls, counted by a proxy on the engine socket), one service
+changed until its update completed, and removal of everything. Prints a table with ratios.
+
+    .venv/bin/python bench/stack_compare.py 10 50 200
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).parent))
+from countproxy import CountingProxy  # noqa: E402
+from workload import write_compose, write_specs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+SK_NS, STACK_NS = "bsk", "bst"
+api = docker.APIClient(version="auto", timeout=120)
+
+
+def run(cmd: list[str], proxy: CountingProxy) -> float:
+    env = {**os.environ, "DOCKER_HOST": proxy.url}
+    t = time.monotonic()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.monotonic() - t
+
+
+def services(ns: str) -> list[dict]:  # type: ignore[type-arg]
+    return api.services(filters={"label": f"com.docker.stack.namespace={ns}"}, status=True)  # type: ignore[no-any-return]
+
+
+def wait(pred: Callable[[], bool], timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("workload did not settle")
+        time.sleep(0.25)
+
+
+def all_running(ns: str, n: int) -> Callable[[], bool]:
+    def check() -> bool:
+        svcs = services(ns)
+        return len(svcs) == n and all(
+            s["ServiceStatus"]["RunningTasks"] == s["ServiceStatus"]["DesiredTasks"] for s in svcs
+        )
+    return check
+
+
+def update_done(ns: str, name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        svc = api.inspect_service(f"{ns}_{name}")
+        state = (svc.get("UpdateStatus") or {}).get("State")
+        return state == "completed"
+    return check
+
+
+def gone(ns: str) -> Callable[[], bool]:
+    def check() -> bool:
+        label = {"label": f"com.docker.stack.namespace={ns}"}
+        return not services(ns) and not api.networks(filters=label) and not api.secrets(filters=label) and not [
+            t for t in api.tasks() if t["Spec"].get("ContainerSpec", {}).get("Labels", {}).get(
+                "com.docker.stack.namespace") == ns and t["Status"]["State"] == "running"]
+    return check
+
+
+def bench(n: int, tmp: Path, proxy: CountingProxy) -> dict[str, dict[str, float]]:
+    specs = write_specs(tmp / f"specs{n}", n, SK_NS)
+    compose = write_compose(tmp / f"compose{n}", n)
+    sk_apply = [SK, "apply", str(specs)]
+    stack = [DOCKER, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", "--prune", STACK_NS]
+    out: dict[str, dict[str, float]] = {}
+
+    def measure(label: str, cmd: list[str], settle: Callable[[], bool]) -> dict[str, float]:
+        proxy.reset()
+        t = time.monotonic()
+        cmd_time = run(cmd, proxy)
+        calls = proxy.snapshot()
+        wait(settle)
+        return {"wall": time.monotonic() - t, "command": cmd_time, **{f"calls_{k}": v for k, v in calls.items()}}
+
+    out["create/sk"] = measure("create", sk_apply, all_running(SK_NS, n))
+    out["create/stack"] = measure("create", stack, all_running(STACK_NS, n))
+    out["noop/sk"] = measure("noop", sk_apply, lambda: True)
+    out["noop/stack"] = measure("noop", stack, lambda: True)
+    write_specs(specs, n, SK_NS, release="2", changed=0)
+    write_compose(compose.parent, n, release="2", changed=0)
+    out["change/sk"] = measure("change", sk_apply, update_done(SK_NS, "svc0"))
+    out["change/stack"] = measure("change", stack, update_done(STACK_NS, "svc0"))
+    out["delete/sk"] = measure("delete", [SK, "delete", str(specs)], gone(SK_NS))
+    out["delete/stack"] = measure("delete", [DOCKER, "stack", "rm", STACK_NS], gone(STACK_NS))
+    return out
+
+
+def main() -> None:
+    counts = [int(a) for a in sys.argv[1:]] or [10, 50, 200]
+    tmp = Path(tempfile.mkdtemp(prefix="skbench-"))
+    proxy = CountingProxy(tmp / "engine.sock").start()
+    results = {}
+    try:
+        for n in counts:
+            results[n] = bench(n, tmp, proxy)
+            r = results[n]
+            print(f"\nN={n}")
+            print(f"{'phase':<8} {'swarmkeeper s':>14} {'stack s':>9} {'ratio':>6} {'sk calls (mut/list)':>20} "
+                  f"{'stack calls (mut/list)':>23}")
+            for phase in ("create", "noop", "change", "delete"):
+                a, b = r[f"{phase}/sk"], r[f"{phase}/stack"]
+                print(f"{phase:<8} {a['wall']:>14.2f} {b['wall']:>9.2f} {a['wall'] / b['wall']:>6.2f} "
+                      f"{a['calls_total']:>8.0f} ({a['calls_mutating']:.0f}/{a['calls_list']:.0f}) "
+                      f"{b['calls_total']:>11.0f} ({b['calls_mutating']:.0f}/{b['calls_list']:.0f})")
+            sys.stdout.flush()
+    finally:
+        proxy.stop()
+        (Path(os.environ.get("BENCH_OUT", tmp)) / "stack_compare.json").write_text(json.dumps(results, indent=1))
+        shutil.rmtree(tmp / "specs10", ignore_errors=True)
+    print(f"\nraw results: {Path(os.environ.get('BENCH_OUT', tmp)) / 'stack_compare.json'}")
+
+
+if __name__ == "__main__":
+    main()
