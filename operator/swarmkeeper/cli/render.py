@@ -46,6 +46,10 @@ def plan_lines(plan: Plan, *, changes: bool = True) -> list[Text]:
         lines.append(Text(f"? {key_name(key)}: no longer in the specs; kept (use --prune to remove)", style="cyan"))
     if plan.blocked:
         lines.append(Text(f"! {plan.blocked}", style="bold red"))
+    if plan.unmanaged and changes:
+        names = ", ".join(f"{t} {n}" for t, n in plan.unmanaged[:8])
+        more = f" and {len(plan.unmanaged) - 8} more" if len(plan.unmanaged) > 8 else ""
+        lines.append(Text(f"  unmanaged, left alone: {names}{more}", style="dim"))
     return lines
 
 
