@@ -25,6 +25,8 @@
 #   TokenRequest API is served by the apiserver itself). Creating a Pod that uses a
 #   ServiceAccount (default: "default") is rejected by the ServiceAccount admission plugin
 #   until that ServiceAccount exists: create it first.
+# - the "kubernetes" Service in "default" has no endpoints: with a loopback advertise
+#   address the apiserver refuses to start unless --endpoint-reconciler-type=none.
 # - garbage collection (ownerReferences cascading) does not run.
 # - RBAC is enforced (--authorization-mode=Node,RBAC); the admin token is in system:masters.
 # - CRDs, status/scale subresources, server-side apply, dry-run, admission webhooks and
@@ -43,6 +45,8 @@ log() { echo "kube-up: $*" >&2; }
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 touch "$STATE/.swarmkeeper-kube"   # marks the directory as ours (kube-down removes it)
+exec 9>"$STATE/.lock"                # one kube-up at a time per STATE_DIR
+flock 9
 PKI="$STATE/pki"
 KUBECONFIG_FILE="$STATE/kubeconfig"
 SERVER="https://127.0.0.1:$KUBE_PORT"
@@ -57,14 +61,14 @@ alive() {
 
 readyz() {
   [[ -f "$STATE/admin.token" && -f "$PKI/ca.crt" ]] || return 1
-  [[ "$(curl -s --max-time 5 --cacert "$PKI/ca.crt" \
+  [[ "$(curl -s --max-time 3 --cacert "$PKI/ca.crt" \
         -H "Authorization: Bearer $(cat "$STATE/admin.token")" "$SERVER/readyz" 2>/dev/null)" == ok ]]
 }
 
 # Already up and healthy: nothing to do.
 if alive etcd && alive kube-apiserver && readyz; then
   log "already running ($SERVER, state in $STATE)"
-  echo "export KUBECONFIG=$KUBECONFIG_FILE"
+  echo "export KUBECONFIG=$(printf %q "$KUBECONFIG_FILE")"
   exit 0
 fi
 
@@ -164,7 +168,7 @@ STARTED=()
 start() {
   local name=$1; shift
   log "starting $name (log: $STATE/$name.log)"
-  setsid "$@" </dev/null >>"$STATE/$name.log" 2>&1 &
+  setsid "$@" </dev/null >>"$STATE/$name.log" 2>&1 9>&- &
   echo $! >"$STATE/$name.pid"
   STARTED+=("$name")
 }
@@ -233,4 +237,4 @@ until readyz; do
   sleep 0.5
 done
 log "ready in $((SECONDS - t0))s: $SERVER (state in $STATE)"
-echo "export KUBECONFIG=$KUBECONFIG_FILE"
+echo "export KUBECONFIG=$(printf %q "$KUBECONFIG_FILE")"
