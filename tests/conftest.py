@@ -28,6 +28,9 @@ import requests.exceptions
 from engines import single_engine, three_managers  # noqa: F401 (fixtures: extra engines in network namespaces)
 from helpers import cleanup_namespace
 
+# The real Kubernetes API server (``kube``) and per-test namespaces in it (``kube_namespace``).
+pytest_plugins = ["kube_fixtures"]
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LOCAL_IMAGE = "local/busybox:1"
 SETUP_HINT = "run `./dev setup` (it starts dockerd, initialises the swarm and builds local/busybox:1)"

@@ -8,10 +8,13 @@ models, so a bad value is rejected at load time with the field that holds it.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
+
+# The Engine API takes nanoseconds, bytes and nano-CPUs as int64: anything larger cannot be applied.
+_INT64_MAX = 2**63 - 1
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS_PER_UNIT = {
@@ -33,10 +36,15 @@ def duration_to_ns(text: str) -> int:
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
             break
-        total += Decimal(match.group(1)) * _NS_PER_UNIT[match.group(2)]
+        try:
+            total += Decimal(match.group(1)) * _NS_PER_UNIT[match.group(2)]
+        except DecimalException:  # beyond Decimal's exponent range: a million digits
+            total = Decimal(_INT64_MAX + 1)
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError(f"invalid duration {text!r}: use a number with a unit, like 5s, 1m30s or 250ms")
+    if total > _INT64_MAX:
+        raise ValueError("duration too long: the limit is about 292 years")
     return int(total)
 
 
@@ -99,7 +107,7 @@ _BYTE_UNITS = {
 def size_to_bytes(value: str | int) -> int:
     """``"256Mi"`` → 268435456. Kubernetes suffixes (Ki, Mi, …, k, M, …) and docker's (b, k, m, g)."""
     if isinstance(value, int):
-        return value
+        return _bounded_size(value)
     match = _BYTES.match(value.strip())
     if not match:
         raise ValueError(f"invalid size {value!r}: use bytes or a unit, like 256Mi, 1Gi or 512m")
@@ -109,7 +117,17 @@ def size_to_bytes(value: str | int) -> int:
     raw_unit = match.group(2) or ""
     if len(raw_unit) == 1 and raw_unit.islower() and raw_unit != "b":
         unit = raw_unit + "i"
-    return int(Decimal(number) * _BYTE_UNITS[unit])
+    try:
+        size = int(Decimal(number) * _BYTE_UNITS[unit])
+    except DecimalException:  # beyond Decimal's exponent range: a million digits
+        size = _INT64_MAX + 1
+    return _bounded_size(size)
+
+
+def _bounded_size(size: int) -> int:
+    if size > _INT64_MAX:
+        raise ValueError("size too large: the limit is 8 EiB")
+    return size
 
 
 def _check_size(value: str | int) -> str | int:
@@ -131,10 +149,14 @@ def cpus_to_nano(value: str | float) -> int:
     try:
         millis = isinstance(value, str) and value.endswith("m")
         amount = Decimal(str(value)[:-1]) / 1000 if millis else Decimal(str(value))
-    except InvalidOperation:
+    except DecimalException:
         raise ValueError(f"invalid CPU amount {value!r}: use a number like 0.5 or millicores like 500m") from None
+    if not amount.is_finite():  # .inf, .nan, "NaN": no amount of CPU
+        raise ValueError(f"invalid CPU amount {value!r}: use a number like 0.5 or millicores like 500m")
     if amount < 0:
         raise ValueError("a CPU amount cannot be negative")
+    if amount > Decimal(_INT64_MAX) / 1_000_000_000:  # compared before scaling: 1e999999 would overflow
+        raise ValueError("CPU amount too large")
     return int(amount * 1_000_000_000)
 
 

@@ -43,6 +43,14 @@ SourceOpt = Annotated[
     str, typer.Option("--source", help="Owner name for prune: only objects applied with the same source are pruned.")
 ]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
+AdoptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--adopt",
+        help="Take over objects made outside swarmkeeper (e.g. by docker stack deploy) under the same names, "
+        "in place: a service whose spec matches keeps its tasks running.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -95,12 +103,14 @@ def diff(
     cluster: ClusterOpt = None,
     host: HostOpt = None,
     source: SourceOpt = "default",
+    adopt: AdoptOpt = False,
     verbose: Verbose = 0,
 ) -> None:
     """Field-level differences between specs and the live swarm (exit 1 when there are any)."""
     from ..engine.reconcile import Options, reconcile
     from ..swarm.errors import EngineError
     from . import render
+    from .nodes import cluster_lines
 
     setup_logging(verbose)
     manifests = load_or_exit(paths)
@@ -108,14 +118,15 @@ def diff(
     for name, group in _targets(manifests, cluster, host):
         client = _connect(name, manifests, host)
         try:
-            outcome = reconcile(client, group, Options(prune=prune, dry_run=True, source=source))
+            outcome = reconcile(client, group, Options(prune=prune, dry_run=True, source=source, adopt=adopt))
         except EngineError as exc:
             fail(str(exc))
         if name is not None:
             out.print(f"cluster {name}:")
-        for line in render.plan_lines(outcome.plan):
+        for line in [*cluster_lines(outcome, dry_run=True), *render.plan_lines(outcome.plan)]:
             out.print(line)
         changes = changes or not outcome.plan.empty or bool(outcome.plan.errors)
+        changes = changes or any(c.planned or not c.ok for c in outcome.clusters)
     if not changes:
         out.print("no changes")
     raise typer.Exit(EXIT_FAILED if changes else EXIT_OK)
@@ -123,8 +134,9 @@ def diff(
 
 def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
     from . import render
+    from .nodes import cluster_lines
 
-    lines = render.plan_lines(outcome.plan, changes=dry_run)
+    lines = [*cluster_lines(outcome, dry_run=dry_run), *render.plan_lines(outcome.plan, changes=dry_run)]
     for line in lines:
         out.print(line)
     for result in outcome.report.results:
@@ -134,7 +146,7 @@ def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
             err.print(f"failed: {result.step.describe()}: {result.error}", markup=False)
         for warning in result.warnings:
             err.print(f"warning: {render.key_name(result.step.key)}: {warning}", markup=False)
-    if outcome.plan.empty and not outcome.plan.errors:
+    if outcome.plan.empty and not outcome.plan.errors and not any(c.done or not c.ok for c in outcome.clusters):
         out.print("no changes")
 
 
@@ -149,6 +161,7 @@ def apply(
     cluster: ClusterOpt = None,
     host: HostOpt = None,
     source: SourceOpt = "default",
+    adopt: AdoptOpt = False,
     verbose: Verbose = 0,
 ) -> None:
     """Make the swarm match the specs."""
@@ -165,7 +178,9 @@ def apply(
     ok = True
     for name, group in _targets(manifests, cluster, host):
         client = _connect(name, manifests, host)
-        options = Options(prune=prune, force=force, dry_run=dry_run, source=source, dependency_timeout=limit)
+        options = Options(
+            prune=prune, force=force, dry_run=dry_run, source=source, dependency_timeout=limit, adopt=adopt
+        )
         try:
             outcome = reconcile(client, group, options)
             _print_outcome(outcome, dry_run)
@@ -220,6 +235,10 @@ def get(
     from . import render
 
     setup_logging(verbose)
+    if kind is not None and kind.lower() in ("nodes", "node"):
+        from .nodes import show_nodes
+
+        return show_nodes([], None, host, output)
     kinds = None
     if kind and kind != "all":
         if kind.lower() not in KIND_ALIASES:
@@ -323,7 +342,7 @@ def delete(
         manifests = load_or_exit([Path(t) for t in targets], resolve_values=False)
         keys_by_cluster = {}
         for t in group_by_cluster(manifests):
-            keys_by_cluster[t.cluster] = {m.key for m in t.manifests}
+            keys_by_cluster[t.cluster] = {m.key for m in t.manifests if m.kind != "SwarmCluster"}
     ok = True
     for cluster, keys in keys_by_cluster.items():
         client = _connect(cluster, manifests, host)
@@ -415,7 +434,7 @@ def _register_extras() -> None:
 
 
 # Each entry is a module in this package with ``register(app: typer.Typer) -> None``.
-EXTRA_COMMANDS: list[str] = []
+EXTRA_COMMANDS: list[str] = ["sync", "operator", "nodes", "migrate"]
 _register_extras()
 
 

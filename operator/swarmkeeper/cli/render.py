@@ -31,6 +31,24 @@ def step_line(step: Step) -> Text:
     return text
 
 
+_ADOPTION = {
+    "adopt": {
+        "service": "taken over as it runs: only its service labels change, no task restarts",
+        "network": "taken over by reference, unchanged (swarm networks cannot be relabelled)",
+        "secret": "taken over as version 0 if swarm confirms it holds the spec's value, else a new version "
+        "is made and the services using it restart",
+        "config": "taken over as version 0 if swarm confirms it holds the spec's value, else a new version "
+        "is made and the services using it restart",
+    },
+    "adopt + update": {
+        "service": "taken over and updated to the spec: its tasks restart",
+        "network": "taken over and recreated to the spec (nothing uses it)",
+        "secret": "",
+        "config": "",
+    },
+}
+
+
 def plan_lines(plan: Plan, *, changes: bool = True) -> list[Text]:
     lines: list[Text] = []
     for step in plan.steps:
@@ -40,6 +58,8 @@ def plan_lines(plan: Plan, *, changes: bool = True) -> list[Text]:
                 lines.append(Text("      " + change.describe(), style="dim"))
             if step.type in ("secret", "config") and step.action == "create" and step.reason == "changed":
                 lines.append(Text("      value or labels changed: new version (value not shown)", style="dim"))
+            if step.reason in _ADOPTION:
+                lines.append(Text("      " + _ADOPTION[step.reason][step.type], style="dim"))
     for error in plan.errors:
         lines.append(Text(f"! {key_name(error.key) if error.key else ''}: {error.message}", style="red"))
     for key in plan.orphans:

@@ -32,7 +32,8 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=5)
+        if self.thread.is_alive():  # never started with --once (a single attempt() instead)
+            self.thread.join(timeout=5)
         if self.lease is not None:
             self.lease.release()
 

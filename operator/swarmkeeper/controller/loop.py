@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Protocol
 
 from ..api import ObjectStatus
-from ..engine.clusters import connect_target, group_by_cluster
+from ..engine.clusters import Target, connect_target, group_by_cluster
 from ..engine.inventory import inventory
 from ..engine.reconcile import Options, Outcome, reconcile
 from ..loading import LoadResult, Manifest, SpecError
@@ -142,8 +142,15 @@ class Controller:
         statuses: dict[Key, ObjectStatus] = {}
         requeue = False
         ok = True
-        try:
-            for target in group_by_cluster(manifests):
+        targets = group_by_cluster(manifests)
+        if not targets and self.last_good is not None:
+            # Valid but empty specs still get a pass on the default engine: that is where
+            # --prune (and its guard against mass deletion) sees that everything went away.
+            targets = [Target(None, [])]
+        unreachable = 0
+        for target in targets:
+            # Each engine on its own: one cluster being away must not stop the others converging.
+            try:
                 client = self._client(target.cluster, manifests)
                 outcome = reconcile(
                     client,
@@ -156,17 +163,19 @@ class Controller:
                         revision=self.source.revision(),
                     ),
                 )
-                statuses.update(outcome.statuses)
-                self._report(outcome, client)
-                ok = ok and outcome.ok
-                requeue = requeue or any(r.deferred for r in outcome.report.results)
-            self.engine_ok = True
-        except EngineError as exc:
-            self.engine_ok = False
-            ok = False
-            log.error("engine unavailable: %s; retrying", exc)
-            self.clients.clear()
-            requeue = True
+            except EngineError as exc:
+                unreachable += 1
+                ok = False
+                requeue = True
+                where = f"cluster {target.cluster}" if target.cluster else "engine"
+                log.error("%s unavailable: %s; retrying", where, exc)
+                self.clients.pop(target.cluster, None)
+                continue
+            statuses.update(outcome.statuses)
+            self._report(outcome, client)
+            ok = ok and outcome.ok
+            requeue = requeue or any(r.deferred for r in outcome.report.results)
+        self.engine_ok = unreachable == 0
         # Status goes to the objects as they are in the files now (fresh positions), the invalid ones
         # get their error; everything else keeps the status computed from the last good specs.
         current = result.manifests if errors else manifests
@@ -209,8 +218,10 @@ class Controller:
 
     def run(self) -> int:
         """Run until stopped (or one pass with ``once``). Returns the process exit code."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+        # Only the main thread may take signals; a controller run in a thread is stopped by its owner.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
         if self.options.once:
             if not self.lease.attempt():
                 log.error("another controller holds the lease for source %r; not acting", self.options.source)

@@ -19,6 +19,7 @@ from ..swarm.build import Payload, bind_ids
 from ..swarm.connect import EngineClient
 from ..swarm.errors import EngineError, call
 from ..swarm.observe import Key, SwarmState
+from .adopt import take_over_value
 from .fingerprint import fingerprint
 from .plan import Plan, Step
 from .progress import service_progress
@@ -134,6 +135,10 @@ class _Executor:
                 mutate.remove_value(c, kind, step.object_id)
                 return StepResult(step, ok=True)
             assert step.payload is not None
+            if step.action == "update":  # only adoption updates a value: its labels (adopt.py)
+                assert step.object_id is not None
+                warnings = take_over_value(c, kind, step.object_id, step.payload)
+                return StepResult(step, ok=True, warnings=warnings, object_id=step.object_id)
             new_id = mutate.create_value(c, kind, with_fingerprint(step.payload))
             (self.secret_ids if kind == "secret" else self.config_ids)[step.swarm_name] = new_id
             return StepResult(step, ok=True, object_id=new_id)

@@ -1,4 +1,8 @@
-"""Which engine each object goes to: its ``spec.cluster``, or the default engine."""
+"""Which engine each object goes to: its ``spec.cluster``, or the default engine.
+
+A SwarmCluster with ``spec.nodes`` goes with its own objects: the swarm it describes is formed
+(engine/cluster.py) on the way to applying them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from ..api import EngineEndpoint, SwarmCluster
 from ..loading import Manifest
 from ..swarm.connect import EngineClient, connect
+from .cluster import connect_cluster
 
 
 @dataclass(frozen=True)
@@ -22,9 +27,13 @@ class Target:
 def group_by_cluster(manifests: Sequence[Manifest], only: str | None = None) -> list[Target]:
     groups: dict[str | None, list[Manifest]] = defaultdict(list)
     for m in manifests:
+        cluster: str | None
         if isinstance(m.resource, SwarmCluster):
-            continue
-        cluster: str | None = getattr(m.resource.spec, "cluster", None)
+            if not m.resource.spec.nodes:
+                continue
+            cluster = m.resource.metadata.name
+        else:
+            cluster = getattr(m.resource.spec, "cluster", None)
         if only is None or cluster == only:
             groups[cluster].append(m)
     if only is not None and only not in groups:
@@ -39,5 +48,5 @@ def connect_target(cluster: str | None, manifests: Sequence[Manifest], *, host: 
     for m in manifests:
         if isinstance(m.resource, SwarmCluster) and m.resource.metadata.name == cluster:
             base = m.origin.file.parent if m.origin is not None else None
-            return connect(m.resource.spec.engine, base_dir=base)
+            return connect_cluster(m.resource, base)
     raise LookupError(f"no SwarmCluster named {cluster!r}")

@@ -22,6 +22,7 @@ from ..swarm.build import (
     spec_hash,
 )
 from ..swarm.observe import Key, SwarmState, value_version
+from .adopt import foreign_service, foreign_value
 from .fingerprint import matches
 
 ValueKind = Literal["secret", "config"]
@@ -66,13 +67,16 @@ class Desired:
         return set(self.networks) | set(self.values) | set(self.services)
 
 
-def _value(m: Manifest, state: SwarmState, source: str, revision: str | None) -> DesiredValue:
+def _value(m: Manifest, state: SwarmState, source: str, revision: str | None, adopt: bool) -> DesiredValue:
     res = m.resource
     assert isinstance(res, SwarmSecret | SwarmConfig)
     kind: ValueKind = "secret" if isinstance(res, SwarmSecret) else "config"
     base = L.swarm_name(res.metadata.name, res.metadata.namespace)
     versions = state.managed_values.get(m.key, [])
     latest = versions[-1] if versions else None
+    if adopt and latest is None and foreign_value(state, kind, base) is not None:
+        # Taken over as version 0 (see adopt.py); services keep referring to it by its name.
+        return DesiredValue(m, kind, base, 0, None, res.spec.keep_versions)
     labels_hash = spec_hash(dict(res.spec.labels))
     if latest is not None:
         stored = latest["Spec"].get("Labels") or {}
@@ -121,10 +125,16 @@ def keep_live_values(payload: Payload, live: Payload, fields: Sequence[str]) -> 
 
 
 def resolve_desired(
-    manifests: Sequence[Manifest], state: SwarmState, *, source: str = L.DEFAULT_SOURCE, revision: str | None = None
+    manifests: Sequence[Manifest],
+    state: SwarmState,
+    *,
+    source: str = L.DEFAULT_SOURCE,
+    revision: str | None = None,
+    adopt: bool = False,
 ) -> Desired:
     """``revision`` (a Git commit, say) is labelled on every object; being bookkeeping, it is not
-    compared, so it only lands on the objects a pass actually changes."""
+    compared, so it only lands on the objects a pass actually changes. ``adopt``: objects made
+    outside swarmkeeper under the same names are what the specs refer to (adopt.py)."""
     desired = Desired()
     for m in manifests:
         res = m.resource
@@ -134,7 +144,7 @@ def resolve_desired(
                 payload["Labels"][L.REVISION] = revision
             desired.networks[m.key] = DesiredNetwork(m, payload["Name"], payload)
         elif isinstance(res, SwarmSecret | SwarmConfig):
-            desired.values[m.key] = _value(m, state, source, revision)
+            desired.values[m.key] = _value(m, state, source, revision, adopt)
     for m in manifests:
         res = m.resource
         if not isinstance(res, SwarmService):
@@ -151,7 +161,7 @@ def resolve_desired(
         payload["Labels"][L.SPEC_HASH] = digest
         if revision:
             payload["Labels"][L.REVISION] = revision
-        actual = state.managed_services.get(m.key)
+        actual = state.managed_services.get(m.key) or (foreign_service(state, payload["Name"]) if adopt else None)
         if actual is not None:
             keep_live_values(payload, actual["Spec"], res.unmanaged_fields())
         desired.services[m.key] = DesiredService(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..api import ObjectStatus
 from ..swarm import labels as L
 from ..swarm.observe import Key, SwarmState, value_version
+from .adopt import adopted_networks
 from .status import service_status
 
 KIND_ALIASES: dict[str, str] = {}
@@ -61,7 +62,8 @@ def inventory(state: SwarmState) -> list[LiveObject]:
                 {"mode": mode.lower(), "ports": ports, "revision": (spec.get("Labels") or {}).get(L.REVISION, "")},
             )
         )
-    for key, net in state.managed_networks.items():
+    # Networks taken over by reference (swarm cannot relabel them) are listed with the managed ones.
+    for key, net in [*state.managed_networks.items(), *adopted_networks(state).items()]:
         status = ObjectStatus(swarm_name=net["Name"], swarm_id=net["Id"])
         encrypted = "encrypted" in (net.get("Options") or {})
         out.append(

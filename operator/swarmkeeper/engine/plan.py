@@ -11,16 +11,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..api import SwarmConfig, SwarmSecret
 from ..swarm import labels as L
 from ..swarm.build import Payload
 from ..swarm.normalize import normalize_network, normalize_service
 from ..swarm.observe import Key, Obj, SwarmState, value_version
-from .desired import Desired, DesiredService
+from . import adopt as A
+from .desired import Desired, DesiredNetwork, DesiredService, DesiredValue
 from .diff import Change, diff
 
 Action = Literal["create", "update", "recreate", "delete"]
 ObjectType = Literal["network", "secret", "config", "service"]
-Reason = Literal["missing", "changed", "drift", "pruned", "superseded"]
+# "adopt": an object made outside swarmkeeper is taken over as it is (labels only, no task restarts);
+# "adopt + update": taken over and changed to the spec (a service's tasks restart).
+Reason = Literal["missing", "changed", "drift", "pruned", "superseded", "adopt", "adopt + update"]
 
 _TYPE_OF_KIND: dict[str, ObjectType] = {
     "SwarmNetwork": "network",
@@ -85,9 +89,10 @@ class Plan:
 
 
 class _Builder:
-    def __init__(self, desired: Desired, state: SwarmState, source: str) -> None:
-        self.desired, self.state, self.source = desired, state, source
-        self.plan = Plan(unmanaged=state.foreign())
+    def __init__(self, desired: Desired, state: SwarmState, source: str, adopt: bool = False) -> None:
+        self.desired, self.state, self.source, self.adopt = desired, state, source, adopt
+        by_reference = {("network", n["Name"]) for n in A.adopted_networks(state).values()}
+        self.plan = Plan(unmanaged=[u for u in state.foreign() if u not in by_reference])
         self.by_key: dict[tuple[Action, Key], Step] = {}
         self.taken = state.names_in_use()
 
@@ -102,8 +107,12 @@ class _Builder:
             self.plan.errors.append(
                 PlanError(
                     key,
-                    f"a {type_} named {name!r} exists and is not managed by swarmkeeper; "
-                    "it is left alone (rename the spec, or remove the existing object)",
+                    f"a {type_} named {name!r} exists and is not managed by swarmkeeper; it is left alone "
+                    + (
+                        "(take it over with --adopt, rename the spec, or remove the existing object)"
+                        if type_ in ("service", "network")
+                        else "(rename the spec, or remove the existing object)"
+                    ),
                 )
             )
             return True
@@ -111,10 +120,14 @@ class _Builder:
 
     # -- networks ----------------------------------------------------------------------------
     def networks(self) -> None:
+        by_reference = A.adopted_networks(self.state)
         for key, want in self.desired.networks.items():
             actual = self.state.managed_networks.get(key)
             if actual is None:
-                if not self.conflict(key, "network", want.swarm_name):
+                foreign = A.foreign_network(self.state, want.swarm_name)
+                if foreign is not None and (self.adopt or key in by_reference):
+                    self.adopt_network(key, want, foreign, already=key in by_reference)
+                elif not self.conflict(key, "network", want.swarm_name):
                     self.add("create", key, want.swarm_name, "missing", payload=want.payload)
                 continue
             if actual["Labels"].get(L.SPEC_HASH) == want.payload["Labels"][L.SPEC_HASH]:
@@ -152,6 +165,8 @@ class _Builder:
     # -- secrets and configs -----------------------------------------------------------------
     def values(self) -> None:
         for key, want in self.desired.values.items():
+            if self.adopt and want.version == 0 and key not in self.state.managed_values:
+                self.adopt_value(key, want)
             if want.payload is None:
                 continue
             versions = self.state.managed_values.get(key, [])
@@ -162,7 +177,10 @@ class _Builder:
     def services(self) -> None:
         for key, want in self.desired.services.items():
             actual = self.state.managed_services.get(key)
-            if actual is None:
+            foreign = A.foreign_service(self.state, want.swarm_name) if actual is None and self.adopt else None
+            if foreign is not None:
+                step = self.adopt_service(key, want, foreign)
+            elif actual is None:
                 if self.conflict(key, "service", want.swarm_name):
                     continue
                 step = self.add(
@@ -211,6 +229,82 @@ class _Builder:
         return diff(
             normalize_service(actual["Spec"], self.state.network_names),
             normalize_service(want.payload),
+        )
+
+    # -- adoption (--adopt; the rules are in adopt.py) -------------------------------------
+    def adopted(self, type_: ObjectType, name: str) -> None:
+        """An adopted object is no longer one left alone."""
+        self.plan.unmanaged = [u for u in self.plan.unmanaged if u != (type_, name)]
+
+    def adopt_network(self, key: Key, want: DesiredNetwork, foreign: Obj, *, already: bool) -> None:
+        """Networks cannot be relabelled: a matching one is used by reference (a step that calls
+        nothing, for the record), a differing one recreated while nothing uses it."""
+        self.adopted("network", want.swarm_name)
+        changes = diff(A.network_shape(foreign), A.network_shape(want.payload))
+        if not changes:
+            if not already:
+                self.add("update", key, want.swarm_name, "adopt", object_id=foreign["Id"])
+            return
+        users = self._services_using_network(foreign["Id"])
+        if users:
+            fields = ", ".join(c.path for c in changes)
+            self.plan.errors.append(
+                PlanError(
+                    key,
+                    f"network {want.swarm_name!r} was made outside swarmkeeper and differs from the spec ({fields}); "
+                    f"swarm networks cannot be changed in place and it is in use by {', '.join(sorted(users))}",
+                )
+            )
+            return
+        self.add(
+            "recreate",
+            key,
+            want.swarm_name,
+            "adopt + update",
+            payload=want.payload,
+            object_id=foreign["Id"],
+            changes=changes,
+        )
+
+    def adopt_value(self, key: Key, want: DesiredValue) -> None:
+        foreign = A.foreign_value(self.state, want.kind, want.swarm_name)
+        if foreign is None:
+            return
+        self.adopted(want.kind, want.swarm_name)
+        res = want.manifest.resource
+        assert isinstance(res, SwarmSecret | SwarmConfig)
+        value = want.manifest.value.get_secret_value() if want.manifest.value is not None else None
+        payload = A.value_takeover(
+            res.kind, res.metadata.name, res.metadata.namespace, res.spec.labels, value, self.source
+        )
+        self.add("update", key, want.swarm_name, "adopt", payload=payload, object_id=foreign["ID"])
+
+    def adopt_service(self, key: Key, want: DesiredService, foreign: Obj) -> Step:
+        self.adopted("service", want.swarm_name)
+        changes = self.service_changes(want, foreign)
+        if all(c.path == "Labels" or c.path.startswith("Labels.") for c in changes):
+            # Same spec: send the live one back with our labels, so not even a field the spec
+            # leaves to the engine changes, and no task restarts.
+            payload = A.relabelled_service(foreign["Spec"], want.payload["Labels"])
+            return self.add(
+                "update",
+                key,
+                want.swarm_name,
+                "adopt",
+                payload=payload,
+                object_id=foreign["ID"],
+                changes=changes,
+                with_registry_auth=False,  # credentials would change the task's pull options
+            )
+        return self.add(
+            "update",
+            key,
+            want.swarm_name,
+            "adopt + update",
+            payload=want.payload,
+            object_id=foreign["ID"],
+            changes=changes,
+            with_registry_auth=want.with_registry_auth,
         )
 
     # -- removals ----------------------------------------------------------------------------
@@ -276,9 +370,17 @@ class _Builder:
 
 
 def make_plan(
-    desired: Desired, state: SwarmState, *, prune: bool = False, force: bool = False, source: str = L.DEFAULT_SOURCE
+    desired: Desired,
+    state: SwarmState,
+    *,
+    prune: bool = False,
+    force: bool = False,
+    source: str = L.DEFAULT_SOURCE,
+    adopt: bool = False,
 ) -> Plan:
-    b = _Builder(desired, state, source)
+    """``adopt``: objects made outside swarmkeeper under the names the specs use are taken over
+    (adopt.py) instead of being reported as conflicts."""
+    b = _Builder(desired, state, source, adopt)
     b.networks()
     b.values()
     b.services()

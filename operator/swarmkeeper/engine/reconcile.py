@@ -1,5 +1,8 @@
 """One reconcile pass: observe → desired → plan → apply → observe → status.
 
+A SwarmCluster with ``spec.nodes`` among the manifests is reconciled first (engine/cluster.py):
+the swarm is formed and kept in shape before any object is applied to it.
+
 Level-triggered: whatever woke the caller (a command, a file, an event, a timer), the pass
 starts from the current state of the swarm and the full set of specs, never from the event.
 """
@@ -17,6 +20,7 @@ from ..swarm import labels as L
 from ..swarm.connect import EngineClient
 from ..swarm.observe import Key, SwarmState, observe
 from .apply import ApplyReport, StepResult, apply_plan
+from .cluster import ClusterOutcome, has_nodes, reconcile_clusters
 from .desired import Desired, resolve_desired
 from .plan import Plan, make_plan
 from .status import Change, compute_statuses
@@ -32,6 +36,7 @@ class Options:
     source: str = L.DEFAULT_SOURCE
     dependency_timeout: float = 300.0
     revision: str | None = None  # labelled on what this pass changes (e.g. a Git commit)
+    adopt: bool = False  # take over objects made outside swarmkeeper under the same names (adopt.py)
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Outcome:
     desired: Desired
     statuses: dict[Key, ObjectStatus] = field(default_factory=dict)
     duration: float = 0.0
+    clusters: list[ClusterOutcome] = field(default_factory=list)  # swarms formed/kept by this pass
 
     @property
     def errors(self) -> dict[Key, str]:
@@ -51,7 +57,8 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return not self.plan.blocked and not self.plan.errors and not self.report.failed
+        clusters_ok = all(c.ok for c in self.clusters)
+        return clusters_ok and not self.plan.blocked and not self.plan.errors and not self.report.failed
 
     @property
     def changed(self) -> set[Key]:
@@ -79,16 +86,45 @@ def reconcile(
     on_result: Callable[[StepResult], None] | None = None,
 ) -> Outcome:
     started = time.monotonic()
-    state = observe(client)
-    desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
-    plan = make_plan(desired, state, prune=options.prune, force=options.force, source=options.source)
+    # -- the swarm itself (SwarmCluster with spec.nodes), before the objects that live in it --
+    clusters = reconcile_clusters(manifests, dry_run=options.dry_run)
+    manifests = [m for m in manifests if not has_nodes(m)]
+    formed = all(c.swarm_ready for c in clusters)
+    # -- the objects --
+    # No swarm yet (a dry run before bootstrap, or a bootstrap that failed): plan against an empty one.
+    state = observe(client) if formed else SwarmState([], [], [], [], [])
+    desired = resolve_desired(manifests, state, source=options.source, revision=options.revision, adopt=options.adopt)
+    plan = make_plan(
+        desired, state, prune=options.prune, force=options.force, source=options.source, adopt=options.adopt
+    )
+    if not formed and not options.dry_run:
+        plan.blocked = "the cluster has no swarm yet, so its objects wait (see the cluster's errors)"
     report = ApplyReport()
     if not options.dry_run and not plan.blocked and not plan.empty:
-        report = apply_plan(client, plan, state, dependency_timeout=options.dependency_timeout, on_result=on_result)
+        takeovers = [s for s in plan.steps if s.reason == "adopt" and s.type in ("secret", "config")]
+        if takeovers:
+            # Whether services keep an adopted secret/config or move to a new version of it is known
+            # only once swarm has compared the values: take those over first, then plan again.
+            report = apply_plan(client, Plan(steps=takeovers), state, on_result=on_result)
+            state = observe(client)
+            desired = resolve_desired(
+                manifests, state, source=options.source, revision=options.revision, adopt=options.adopt
+            )
+            plan = make_plan(
+                desired, state, prune=options.prune, force=options.force, source=options.source, adopt=options.adopt
+            )
+        report.results += apply_plan(
+            client, plan, state, dependency_timeout=options.dependency_timeout, on_result=on_result
+        ).results
+        if takeovers:  # the plan as carried out, takeovers included (numbered after the rest)
+            for i, step in enumerate(takeovers):
+                step.index = len(plan.steps) + i
+            plan.steps[:0] = takeovers
         # Status must show what the swarm holds after the changes, so read it once more.
         state = observe(client)
         desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
-    outcome = Outcome(plan, report, state, desired, duration=time.monotonic() - started)
+    outcome = Outcome(plan, report, state, desired, duration=time.monotonic() - started, clusters=clusters)
     if not options.dry_run:
         outcome.statuses = compute_statuses(manifests, state, desired, outcome.errors, changes=outcome.changes())
+        outcome.statuses.update({c.key: c.status for c in clusters})
     return outcome

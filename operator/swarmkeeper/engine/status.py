@@ -26,6 +26,7 @@ from ..loading import Manifest
 from ..swarm import labels as L
 from ..swarm.build import spec_hash
 from ..swarm.observe import Key, SwarmState, value_version
+from .adopt import adopted_networks
 from .desired import Desired
 from .progress import UPDATE_IN_PROGRESS, service_progress
 
@@ -161,6 +162,8 @@ def service_status(
 def _network_status(m: Manifest, state: SwarmState, error: str | None, now: datetime) -> ObjectStatus:
     gen = m.resource.metadata.generation
     net = state.managed_networks.get(m.key)
+    adopted = adopted_networks(state).get(m.key) if net is None else None
+    net = net or adopted
     if net is None or error:
         reason, msg = ("ApplyFailed", error) if error else ("NotCreated", "the network does not exist in the swarm")
         ready = _cond("Ready", "False", reason, msg or "", now, gen)
@@ -174,7 +177,11 @@ def _network_status(m: Manifest, state: SwarmState, error: str | None, now: date
     return ObjectStatus(
         observed_generation=gen,
         observed_spec_hash=manifest_spec_hash(m),
-        conditions=[_cond("Ready", "True", "Created", "", now, gen)],
+        conditions=[
+            _cond("Ready", "True", "Adopted", "made outside swarmkeeper, used by reference", now, gen)
+            if adopted
+            else _cond("Ready", "True", "Created", "", now, gen)
+        ],
         swarm_name=net["Name"],
         swarm_id=net["Id"],
     )
@@ -215,6 +222,9 @@ def _synced(change: Change | None, error: str | None, now: datetime, gen: int | 
     if change.reason == "drift":
         fields = ", ".join(change.fields) or "the object"
         return _cond(SYNCED, "True", "DriftCorrected", f"changed outside swarmkeeper and put back: {fields}", now, gen)
+    if change.reason.startswith("adopt"):
+        done = "and updated from the spec" if change.reason == "adopt + update" else "as it was"
+        return _cond(SYNCED, "True", "Adopted", f"taken over from outside swarmkeeper {done}", now, gen)
     verb = "created" if change.reason == "missing" else "updated"
     return _cond(SYNCED, "True", "Applied", f"{verb} from the spec", now, gen)
 

@@ -1,7 +1,9 @@
 """Which files are spec files: the files named, and the YAML files under the folders named.
 
 Folders are working copies and Git checkouts, so hidden entries (``.git/``, ``.status/``) and the
-temporary files editors leave beside the file being edited are never taken for specs.
+temporary files editors leave beside the file being edited are never taken for specs. A symlink in
+a folder may not lead outside it: a repository must not be able to make swarmkeeper read, apply
+(as a secret, say) or write status into a file elsewhere on the machine.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], lis
                 real = file.resolve()
             except (OSError, RuntimeError):  # RuntimeError: a symlink loop
                 errors.append(SpecError("cannot be resolved (a symlink loop?)", file=file))
+                continue
+            if not real.is_relative_to(root.resolve()):
+                errors.append(SpecError("is a symlink to a file outside the specs folder", file=file))
                 continue
             if real not in seen:  # a folder and a file inside it may both be named
                 seen.add(real)

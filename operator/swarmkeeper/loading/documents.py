@@ -1,14 +1,18 @@
 """YAML text → plain documents plus the position of every key, read defensively.
 
 Specs come from folders and Git repositories that others write to, so reading one must not be a
-way to exhaust memory (alias bombs, deep nesting) or to leak a secret: ruamel's messages quote the
-offending source line, and its duplicate-key message quotes both values. Errors here are rebuilt
-from the problem text and position only.
+way to exhaust memory or time (alias bombs, deep nesting, a million documents) or to leak a secret:
+ruamel's messages quote the offending source line, and its duplicate-key message quotes both
+values. Errors here are rebuilt from the problem text and position only.
+
+Positions are lines as editors and ``grep -n`` count them: the C parser also breaks lines at
+U+0085, U+2028 and U+2029 (YAML 1.1), which would shift every line number after one of them.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,8 +28,18 @@ from ruamel.yaml.reader import ReaderError
 from .errors import SpecError
 from .fieldpath import FieldPath, Position
 
-MAX_NODES = 100_000  # far above any real spec file, far below what an alias bomb expands to
+# Per file, documents and expanded aliases included: far above any real spec file, far below what
+# an alias bomb expands to, and small enough that a file at the limit is read in about a second.
+MAX_NODES = 100_000
 MAX_DEPTH = 64
+
+_STANDARD_TAG = "tag:yaml.org,2002:"
+_MAP, _SEQ = _STANDARD_TAG + "map", _STANDARD_TAG + "seq"
+# YAML 1.1 collection types with no meaning in a spec (and, for sets, no JSON equivalent).
+_UNSUPPORTED_COLLECTIONS = {_STANDARD_TAG + name: name for name in ("set", "omap", "pairs")}
+# Line breaks for the C parser, but not for editors, `grep -n` or Git.
+_ODD_BREAK = re.compile("[\x85\u2028\u2029]")
+_PHYSICAL_BREAK = re.compile(r"\r\n|\r|\n")
 
 _DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value')
 
@@ -34,7 +48,7 @@ _DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value')
 class Document:
     index: int  # 0-based, counting empty documents too
     data: object  # plain dicts, lists and scalars: what pydantic validates
-    line: int | None  # 1-based line of the first key; None for a document that is a bare scalar
+    line: int | None  # 1-based line of the first key (of the value itself when it is not a mapping)
     positions: dict[FieldPath, Position] = field(default_factory=dict)
 
 
@@ -56,6 +70,8 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
     if too_deep is not None:
         return [], [SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=too_deep, column=1)]
     yaml = _new_yaml()
+    lines = _Lines(text)
+    converter = _Converter(yaml.constructor, lines)  # one per file: the node budget covers every document
     stream = yaml.compose_all(text)
     index = 0
     while True:
@@ -64,16 +80,20 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
         except StopIteration:
             break
         except YAMLError as exc:
-            errors.append(_yaml_error(exc, text, file))
+            errors.append(_yaml_error(exc, lines, file))
             break
         except RecursionError:
             errors.append(SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file))
             break
-        if node is not None and not _is_null(node):
-            try:
-                documents.append(_Converter(yaml.constructor).document(node, index))
-            except _Rejected as exc:
-                errors.append(SpecError(exc.message, file=file, line=exc.line, column=exc.column))
+        try:
+            # Empty documents count too: a million of them cost time though they hold nothing.
+            converter.count(node)
+            if node is not None and not _is_null(node):
+                documents.append(converter.document(node, index))
+        except _Rejected as exc:
+            errors.append(SpecError(exc.message, file=file, line=exc.line, column=exc.column))
+            if exc.fatal:
+                break
         index += 1
     return documents, errors
 
@@ -113,9 +133,9 @@ def _indentation_bomb(text: str) -> int | None:
     return None
 
 
-def _yaml_error(exc: YAMLError, text: str, file: Path) -> SpecError:
+def _yaml_error(exc: YAMLError, lines: _Lines, file: Path) -> SpecError:
     if isinstance(exc, ReaderError):
-        line, column = _line_column(text, exc.position)
+        line, column = lines.at(exc.position)
         return SpecError(f"unacceptable character #x{exc.character:04x}: {exc.reason}", file, line, column)
     if not isinstance(exc, MarkedYAMLError):
         return SpecError(f"invalid YAML ({type(exc).__name__})", file=file)
@@ -128,28 +148,47 @@ def _yaml_error(exc: YAMLError, text: str, file: Path) -> SpecError:
         message = _first_line(exc.problem) or _first_line(exc.context) or "invalid YAML"
         context, mark = _first_line(exc.context), exc.context_mark
         if exc.problem and context and mark is not None:
-            message += f" ({context} at line {mark.line + 1}, column {mark.column + 1})"
+            line, column = lines.of(mark)
+            message += f" ({context} at line {line}, column {column})"
     mark = exc.problem_mark or exc.context_mark
     if mark is None:
         return SpecError(message, file=file)
-    return SpecError(message, file=file, line=mark.line + 1, column=mark.column + 1)
+    line, column = lines.of(mark)
+    return SpecError(message, file=file, line=line, column=column)
 
 
 def _first_line(text: object) -> str:
     return str(text).strip().split("\n", 1)[0] if text else ""
 
 
-def _line_column(text: str, index: int) -> Position:
-    line_start = text.rfind("\n", 0, index) + 1
-    return text.count("\n", 0, index) + 1, index - line_start + 1
+class _Lines:
+    """1-based (line, column) of a parser mark, counting CRLF, CR and LF as line breaks only."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._starts: list[int] | None = None  # index of each line's first character, built on demand
+        self.odd = _ODD_BREAK.search(text) is not None
+
+    def of(self, mark: Any) -> Position:  # the C parser's Mark: line, column, index (0-based)
+        if not self.odd:  # the parser counted the same breaks: its own numbers are right
+            return int(mark.line) + 1, int(mark.column) + 1
+        return self.at(int(mark.index))
+
+    def at(self, index: int) -> Position:
+        """The position of the character at ``index`` of the text."""
+        if self._starts is None:
+            self._starts = [0, *(m.end() for m in _PHYSICAL_BREAK.finditer(self.text))]
+        line = bisect_right(self._starts, index)
+        return line, index - self._starts[line - 1] + 1
 
 
 class _Rejected(Exception):
-    def __init__(self, message: str, position: Position | None) -> None:
+    def __init__(self, message: str, position: Position | None, *, fatal: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.line: int | None = position[0] if position else None
         self.column: int | None = position[1] if position else None
+        self.fatal = fatal  # the rest of the file is not read either
 
 
 class _Converter:
@@ -159,40 +198,59 @@ class _Converter:
     anchors that would expand to millions of nodes are rejected before the copy is built.
     """
 
-    def __init__(self, constructor: Any) -> None:
+    def __init__(self, constructor: Any, lines: _Lines) -> None:
         self.constructor = constructor
+        self.lines = lines
         self.nodes = 0
         self.positions: dict[FieldPath, Position] = {}
 
+    def count(self, node: Node | None) -> None:
+        """One more node of the file's budget; past it, the file is not read any further."""
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            position = self.position(node) if node is not None else None
+            message = f"too many nodes (YAML alias expansion?): the limit is {MAX_NODES} per file"
+            raise _Rejected(message, position, fatal=True)
+
     def document(self, node: Node, index: int) -> Document:
-        root = _first_key_position(node)
-        if root is not None:
-            self.positions[()] = root
+        self.positions = {}
+        root = self.first_key_position(node)
+        self.positions[()] = root
         data = self.convert(node, (), 0)
-        return Document(index=index, data=data, line=root[0] if root else None, positions=self.positions)
+        return Document(index=index, data=data, line=root[0], positions=self.positions)
 
     def convert(self, node: Node, path: FieldPath, depth: int) -> object:
-        self.nodes += 1
-        position = _position(node)
-        if self.nodes > MAX_NODES:
-            raise _Rejected(f"too many nodes (YAML alias expansion?): the limit is {MAX_NODES}", position)
-        if isinstance(node, MappingNode | SequenceNode) and depth >= MAX_DEPTH:
-            raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", position)
+        self.count(node)
+        position = self.position(node)
+        if isinstance(node, MappingNode | SequenceNode):
+            self.check_collection(node, position)
+            if depth >= MAX_DEPTH:
+                raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", position)
         if isinstance(node, MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, SequenceNode):
             items: list[object] = []
             for i, item in enumerate(node.value):
-                self.positions.setdefault((*path, i), _position(item))
+                self.positions.setdefault((*path, i), self.position(item))
                 items.append(self.convert(item, (*path, i), depth + 1))
             return items
         return self.scalar(node, position)
+
+    @staticmethod
+    def check_collection(node: MappingNode | SequenceNode, position: Position) -> None:
+        # Tags on collections would otherwise be dropped in silence: `!include [a.yaml]` would read
+        # as a plain list, `!!set {a, b}` as a mapping of nulls.
+        tag = str(node.tag or "")
+        if tag in _UNSUPPORTED_COLLECTIONS:
+            raise _Rejected(f"YAML {_UNSUPPORTED_COLLECTIONS[tag]} values are not supported", position)
+        if tag not in (_MAP, _SEQ):
+            raise _Rejected(f"unsupported YAML tag {node.tag}", position)
 
     def mapping(self, node: MappingNode, path: FieldPath, depth: int) -> dict[str, object]:
         mapping: dict[str, object] = {}
         merged: dict[str, object] = {}
         for key_node, value_node in node.value:
-            own = _position(key_node)
+            own = self.position(key_node)
             if key_node.tag == "tag:yaml.org,2002:merge":
                 # `<<: *base` (or a list of them): the mapping's own keys win over merged ones.
                 sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
@@ -217,10 +275,10 @@ class _Converter:
 
     def scalar(self, node: Node, position: Position) -> object:
         tag = str(node.tag or "")
-        if not tag.startswith("tag:yaml.org,2002:"):
+        if not tag.startswith(_STANDARD_TAG):
             raise _Rejected(f"unsupported YAML tag {node.tag}", position)
-        if tag in ("tag:yaml.org,2002:set", "tag:yaml.org,2002:omap", "tag:yaml.org,2002:pairs"):
-            raise _Rejected(f"YAML {tag.rsplit(':', 1)[1]} values are not supported", position)
+        if tag in _UNSUPPORTED_COLLECTIONS:
+            raise _Rejected(f"YAML {_UNSUPPORTED_COLLECTIONS[tag]} values are not supported", position)
         try:
             value = self.constructor.construct_object(node, deep=True)
         except (YAMLError, ValueError, TypeError, OverflowError):
@@ -234,14 +292,10 @@ class _Converter:
             return value
         raise _Rejected(f"unsupported YAML value ({type(value).__name__})", position)
 
+    def position(self, node: Node) -> Position:
+        return self.lines.of(node.start_mark)
 
-def _position(node: Node) -> Position:
-    return int(node.start_mark.line) + 1, int(node.start_mark.column) + 1
-
-
-def _first_key_position(node: Node) -> Position | None:
-    if isinstance(node, MappingNode) and node.value:
-        return _position(node.value[0][0])
-    if isinstance(node, MappingNode | SequenceNode):
-        return _position(node)
-    return None
+    def first_key_position(self, node: Node) -> Position:
+        if isinstance(node, MappingNode) and node.value:
+            return self.position(node.value[0][0])
+        return self.position(node)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from ..api import SwarmService
-from .errors import SpecError
+from .errors import SpecError, shorten
 from .files import FileProblem, MiB, inside_root, read_bounded
 from .manifest import Manifest
 
@@ -57,7 +57,7 @@ def load_env_files(manifest: Manifest) -> tuple[dict[str, str], list[SpecError]]
         try:
             raw = read_bounded(inside_root(path, manifest.origin.root), MAX_ENV_FILE_BYTES)
         except FileProblem as exc:
-            errors.append(manifest.error(field, f"{path}: {exc}"))
+            errors.append(manifest.error(field, f"{shorten(str(path), 256)}: {exc}"))
             continue
         try:
             text = raw.decode("utf-8").removeprefix("\ufeff")
@@ -66,8 +66,6 @@ def load_env_files(manifest: Manifest) -> tuple[dict[str, str], list[SpecError]]
             errors.append(manifest.error(field, "not valid UTF-8 text", file=path, line=line))
             continue
         variables, malformed = parse_env_file(text)
-        errors.extend(
-            manifest.error(field, "not a KEY=VALUE line", file=path, line=number) for number in malformed
-        )
+        errors.extend(manifest.error(field, "not a KEY=VALUE line", file=path, line=number) for number in malformed)
         merged.update(variables)
     return merged, errors

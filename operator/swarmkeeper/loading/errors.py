@@ -1,7 +1,9 @@
 """Errors found in specs, each saying where it is: file, line, column, object and field.
 
 Messages never quote values from the specs: a value may be a secret, and errors end up in logs,
-terminals and Kubernetes events.
+terminals and Kubernetes events. What they do quote (a kind, a name, a key, a file name) is shown
+with control and invisible characters escaped: a spec must not be able to send escape sequences to
+the terminal of whoever reads the error, or hide a character that makes a name invalid.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class SpecError:
         if self.field is not None:
             parts.append(self.field)
         parts.append(self.message)
-        return ": ".join(parts)
+        return printable(": ".join(parts))
 
 
 class SpecLoadError(Exception):
@@ -46,6 +48,25 @@ class SpecLoadError(Exception):
     def __init__(self, errors: Sequence[SpecError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors) or "invalid specs")
+
+
+def shorten(text: str, limit: int = 64) -> str:
+    """Text from a spec as an error quotes it: a kind, key or name can be megabytes long."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def printable(text: str) -> str:
+    """``text`` with control, format (zero-width, bidi), separator and other unprintable characters
+    as Python-style escapes (``\\x1b``, ``\\u202e``); every other character as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(ord(c)) for c in text)
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def sorted_errors(errors: Iterable[SpecError]) -> list[SpecError]:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import TypeAlias
 
+from .errors import shorten
+
 FieldPath: TypeAlias = tuple[str | int, ...]
 """Keys and list indexes from the document root, as written in YAML (camelCase)."""
 
@@ -31,9 +33,9 @@ def format_path(path: FieldPath) -> str | None:
         if isinstance(segment, int):
             text += f"[{segment}]"
         elif _PLAIN_KEY.match(segment):
-            text += f".{segment}" if text else segment
+            text += f".{shorten(segment)}" if text else shorten(segment)
         else:
-            text += f"[{json.dumps(segment)}]"
+            text += f"[{json.dumps(shorten(segment), ensure_ascii=False)}]"
     return text or None
 
 

@@ -22,6 +22,9 @@ from .validation import validate_document
 from .values import resolve_value
 
 MAX_SPEC_FILE_BYTES = 4 * MiB
+# Errors reported per file: enough to fix a file in one go; a hostile file of 100,000 invalid
+# documents must not turn into 200,000 lines of output.
+MAX_ERRORS_PER_FILE = 100
 
 
 def load_paths(
@@ -70,7 +73,12 @@ def load_text(
         text = decoded
     documents, errors = read_documents(text, file)
     manifests: list[Manifest] = []
-    for document in documents:
+    for number, document in enumerate(documents):
+        if len(errors) >= MAX_ERRORS_PER_FILE:
+            left = len(documents) - number
+            message = f"stopped after {len(errors)} errors; {left} more document(s) not checked"
+            errors.append(SpecError(message, file=file, line=document.line))
+            return LoadResult(manifests, sorted_errors(errors))
         manifest, problems = validate_document(document, file, file.parent if root is None else root)
         errors.extend(problems)
         if manifest is None:

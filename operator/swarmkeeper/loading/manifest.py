@@ -53,9 +53,7 @@ class Manifest:
     def key(self) -> tuple[str, str | None, str]:
         return (self.kind, self.namespace, self.name)
 
-    def error(
-        self, path: FieldPath, message: str, *, file: Path | None = None, line: int | None = None
-    ) -> SpecError:
+    def error(self, path: FieldPath, message: str, *, file: Path | None = None, line: int | None = None) -> SpecError:
         """An error about the field at ``path``, at the line that holds it (or its nearest parent).
 
         ``file``/``line`` point elsewhere instead, e.g. at the line of an env file.

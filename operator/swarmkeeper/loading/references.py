@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..api import SwarmService
 from ..api.base import ClusterRef
-from .errors import SpecError, did_you_mean, sorted_errors
+from .errors import SpecError, did_you_mean, shorten, sorted_errors
 from .fieldpath import FieldPath
 from .manifest import Manifest
 
@@ -31,7 +31,7 @@ def check_references(manifests: Sequence[Manifest]) -> list[SpecError]:
         spec = m.resource.spec
         if isinstance(spec, ClusterRef) and spec.cluster is not None and spec.cluster not in clusters:
             hint = did_you_mean(spec.cluster, clusters)
-            errors.append(m.error(("spec", "cluster"), f'no {_CLUSTER} "{spec.cluster}"{hint}'))
+            errors.append(m.error(("spec", "cluster"), f'no {_CLUSTER} "{shorten(spec.cluster)}"{hint}'))
         if isinstance(m.resource, SwarmService):
             errors.extend(_dangling(m, m.resource, names))
     errors.extend(_cycles(manifests))
@@ -83,7 +83,7 @@ def _dangling(m: Manifest, service: SwarmService, names: Names) -> list[SpecErro
         if not hint:
             elsewhere = sorted(ns or "" for (k, ns), found in names.items() if k == kind and target in found)
             hint = f" (there is one {_in(elsewhere[0] or None)})" if elsewhere else ""
-        errors.append(m.error(path, f'no {kind} "{target}" {_in(m.namespace)}{hint}'))
+        errors.append(m.error(path, f'no {kind} "{shorten(target)}" {_in(m.namespace)}{hint}'))
     return errors
 
 

@@ -18,11 +18,14 @@ from pydantic_core import ErrorDetails
 
 from ..api import API_VERSION, KINDS, Resource
 from .documents import Document
-from .errors import SpecError, did_you_mean
+from .errors import SpecError, did_you_mean, shorten
 from .fieldpath import FieldPath, format_path, locate
 from .manifest import Manifest, Origin
 
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+# Every number the Engine API takes is a Go int64 or uint64: larger ones are refused there (after
+# other objects of the same apply were already changed) or, worse, accepted as absurd counts.
+_INT64 = range(-(2**63), 2**63)
 
 
 def validate_document(doc: Document, file: Path, root: Path) -> tuple[Manifest | None, list[SpecError]]:
@@ -44,8 +47,8 @@ def validate_document(doc: Document, file: Path, root: Path) -> tuple[Manifest |
             file=file,
             line=line,
             column=column,
-            kind=kind if isinstance(kind, str) else None,
-            name=name if isinstance(name, str) else None,
+            kind=shorten(kind) if isinstance(kind, str) else None,
+            name=shorten(name) if isinstance(name, str) else None,
             field=format_path(path),
         )
 
@@ -58,7 +61,7 @@ def validate_document(doc: Document, file: Path, root: Path) -> tuple[Manifest |
     if model is None:
         known = ", ".join(KINDS)
         if isinstance(kind, str):
-            message = f'unknown kind "{kind}"' + (did_you_mean(kind, KINDS) or f" (known kinds: {known})")
+            message = f'unknown kind "{shorten(kind)}"' + (did_you_mean(kind, KINDS) or f" (known kinds: {known})")
         else:
             message = f"must be one of {known} (found: {_found(kind)})"
         errors.append(error(("kind",), message))
@@ -75,14 +78,28 @@ def validate_document(doc: Document, file: Path, root: Path) -> tuple[Manifest |
             path, message = _describe(detail, desired, model)
             errors.append(error(path, message))
         return None, errors
+    too_large = _out_of_range(resource.model_dump(by_alias=True, exclude_none=True), ())
+    if too_large:
+        return None, [error(path, "out of range: numbers must fit in 64 bits") for path in too_large]
     origin = Origin(file=file, line=doc.line or 1, root=root, document=doc.index)
     return Manifest(resource, origin, positions=doc.positions), []
+
+
+def _out_of_range(value: object, path: FieldPath) -> list[FieldPath]:
+    """Paths of the integers beyond int64 in a validated object, quoted ones ("99999999999999999999") too."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _out_of_range(item, (*path, str(key)))]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in _out_of_range(item, (*path, i))]
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        return [path]
+    return []
 
 
 def _found(value: object) -> str:
     if value is None:
         return "missing"
-    return f'"{value}"' if isinstance(value, str) else "not text"
+    return f'"{shorten(value)}"' if isinstance(value, str) else "not text"
 
 
 def _describe(detail: ErrorDetails, data: object, model: type[BaseModel]) -> tuple[FieldPath, str]:
@@ -94,7 +111,7 @@ def _describe(detail: ErrorDetails, data: object, model: type[BaseModel]) -> tup
     if detail["type"] == "extra_forbidden" and path and isinstance(path[-1], str):
         parent = _model_at(model, path[:-1])
         known = [info.alias or field for field, info in parent.model_fields.items()] if parent else []
-        message = f'unknown field "{path[-1]}"' + did_you_mean(path[-1], known)
+        message = f'unknown field "{shorten(path[-1])}"' + did_you_mean(path[-1], known)
     return path, message
 
 

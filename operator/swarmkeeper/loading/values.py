@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pydantic import SecretBytes
 
 from ..api import SwarmConfig, SwarmSecret, ValueSpec
-from .errors import SpecError
+from .errors import SpecError, shorten
 from .fieldpath import FieldPath
 from .files import FileProblem, KiB, format_size, inside_root, read_bounded
 from .manifest import Manifest
@@ -29,9 +29,7 @@ class _Unresolved(Exception):
         self.message = message
 
 
-def resolve_value(
-    manifest: Manifest, environ: Mapping[str, str]
-) -> tuple[SecretBytes | None, list[SpecError]]:
+def resolve_value(manifest: Manifest, environ: Mapping[str, str]) -> tuple[SecretBytes | None, list[SpecError]]:
     """The value of a SwarmSecret or SwarmConfig manifest, or the error that prevents it."""
     resource = manifest.resource
     if not isinstance(resource, SwarmSecret | SwarmConfig):
@@ -53,7 +51,7 @@ def _read(manifest: Manifest, spec: ValueSpec, environ: Mapping[str, str]) -> tu
     if spec.env is not None:
         value = environ.get(spec.env)
         if value is None:
-            raise _Unresolved(("spec", "env"), f'environment variable "{spec.env}" is not set')
+            raise _Unresolved(("spec", "env"), f'environment variable "{shorten(spec.env)}" is not set')
         # os.environ decodes undecodable bytes as surrogates; this gives the original bytes back.
         return ("spec", "env"), value.encode("utf-8", "surrogateescape")
     if spec.string_data is not None:
@@ -77,4 +75,4 @@ def _read_file(manifest: Manifest, name: str) -> bytes:
     try:
         return read_bounded(inside_root(path, origin.root), MAX_VALUE_BYTES)
     except FileProblem as exc:
-        raise _Unresolved(("spec", "file"), f"{path}: {exc}") from None
+        raise _Unresolved(("spec", "file"), f"{shorten(str(path), 256)}: {exc}") from None

@@ -22,6 +22,9 @@ from .structural import Schema, structural
 
 GROUP, VERSION = API_VERSION.split("/")
 CRD_DIR = Path("crds")
+# Helm installs the CRDs in a chart's crds/ folder before its templates; generating them there too
+# means the chart can never carry an older schema than the repository.
+CHART_CRD_DIR = Path("charts/swarmkeeper/crds")
 HEADER = "# Generated from operator/swarmkeeper/api by scripts/gen-schema; do not edit.\n"
 
 SHORT_NAMES = {
@@ -161,4 +164,7 @@ def to_yaml(document: Schema) -> str:
 
 
 def render_crds() -> dict[Path, str]:
-    return {crd_path(kind): to_yaml(crd(kind)) for kind in KINDS}
+    """The CRD files, in ``crds/`` and, identical, in the Helm chart's ``crds/``."""
+    files = {crd_path(kind): to_yaml(crd(kind)) for kind in KINDS}
+    files.update({CHART_CRD_DIR / path.name: text for path, text in list(files.items())})
+    return files

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .crd import CRD_DIR, render_crds
+from .crd import CHART_CRD_DIR, CRD_DIR, render_crds
 from .jsonschema import GENERATED, SCHEMA_DIR, render_schemas
 from .reference import render_reference
 
@@ -24,7 +24,7 @@ def _stale(root: Path, expected: dict[Path, str]) -> list[Path]:
     """Generated files no longer produced (a kind was renamed or removed); only files that carry
     the generated marker are considered, so hand-written neighbours are never touched."""
     found: list[Path] = []
-    for directory, pattern in ((CRD_DIR, "*.yaml"), (SCHEMA_DIR, "*.json")):
+    for directory, pattern in ((CRD_DIR, "*.yaml"), (CHART_CRD_DIR, "*.yaml"), (SCHEMA_DIR, "*.json")):
         for path in sorted((root / directory).glob(pattern)):
             relative = path.relative_to(root)
             if relative not in expected and GENERATED in path.read_text(encoding="utf-8"):

@@ -17,6 +17,7 @@ from docker.tls import TLSConfig
 
 from ..api import EngineEndpoint
 from ..api.units import duration_to_ns
+from .errors import engine_errors
 
 MUTATING = frozenset({"POST", "PUT", "DELETE"})
 
@@ -93,4 +94,7 @@ def connect(endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = N
                 if endpoint.tls.verify and endpoint.tls.ca_file
                 else endpoint.tls.verify,
             )
-    return EngineClient(version="auto", timeout=timeout, **kwargs)
+    # Asking for the API version is the first call: an engine that is away fails here, and must
+    # fail as an EngineError like any later call, so callers back off instead of crashing.
+    with engine_errors():
+        return EngineClient(version="auto", timeout=timeout, **kwargs)

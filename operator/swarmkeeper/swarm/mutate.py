@@ -6,6 +6,7 @@ client) so the engine receives exactly the spec that was compared, not a re-asse
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -39,18 +40,60 @@ def remove_network(client: EngineClient, network_id: str, *, settle: float = 30.
 
     After removal the node keeps its copy of an overlay network until the last task has detached,
     and it lists that copy exactly like a live network; creating a service on it then fails with
-    "network not found". Waiting here keeps what the next pass reads consistent.
+    "network not found". Waiting here keeps what the next pass reads consistent. The other way
+    round, a service removed a moment earlier (services go first) still has tasks stopping on the
+    network; those are waited for too, within the same ``settle`` time.
     """
-    call(lambda: client.remove_network(network_id))
     deadline = time.monotonic() + settle
+    while True:
+        try:
+            call(lambda: client.remove_network(network_id))
+            break
+        except EngineError as exc:
+            # Removed already (by a run that died before it heard back) and still listed while its
+            # last task detaches: the engine answers 500 "network <id> not found". Gone is the goal.
+            if exc.not_found or "not found" in str(exc):
+                break
+            holder = _IN_USE_BY_TASK.search(str(exc))
+            if holder is None or time.monotonic() >= deadline or not _task_leaving(client, holder.group(1)):
+                raise
+            time.sleep(0.2)
     while time.monotonic() < deadline and call(lambda: client.networks(ids=[network_id])):
         time.sleep(0.2)
+
+
+_IN_USE_BY_TASK = re.compile(r"in use by task (\w+)")
+_LIVE_TASK_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
+
+
+def _task_leaving(client: EngineClient, task_id: str) -> bool:
+    """Whether the task is on its way out: marked to stop, or its service is gone (swarm marks the
+    tasks of a removed service a moment after the removal, and blocks the network until then)."""
+    try:
+        task = call(lambda: client.inspect_task(task_id))
+        if task.get("DesiredState") not in _LIVE_TASK_STATES:
+            return True
+        call(lambda: client.inspect_service(task["ServiceID"]))
+    except EngineError as exc:
+        if exc.not_found:
+            return True  # the task or its service is gone
+        raise
+    return False
 
 
 def create_value(client: EngineClient, kind: ValueKind, payload: Mapping[str, Any]) -> str:
     url = client._url(f"/{kind}s/create")
     result = call(lambda: client._result(client._post_json(url, data=dict(payload)), True))
     return str(result["ID"])
+
+
+def update_value_labels(client: EngineClient, kind: ValueKind, value_id: str, payload: Mapping[str, Any]) -> None:
+    """Replace the labels of a secret/config (the only thing swarm lets change). With ``Data`` in
+    ``payload``, swarm refuses (400) unless it equals the value it holds."""
+    current = call(lambda: client._result(client._get(client._url(f"/{kind}s/{{0}}", value_id)), True))
+    url = client._url(f"/{kind}s/{{0}}/update", value_id)
+    params = {"version": current["Version"]["Index"]}
+    call(lambda: client._raise_for_status(client._post_json(url, data=dict(payload), params=params)))
 
 
 def remove_value(client: EngineClient, kind: ValueKind, value_id: str) -> None:

@@ -93,6 +93,10 @@ def normalize_service(spec: Mapping[str, Any], network_names: Mapping[str, str] 
         # Aliases are a set to the engine; order in the spec is not meaningful.
         net["Aliases"] = sorted(net.get("Aliases") or [])
     container = task.get("ContainerSpec") or {}
+    # The environment is a set of distinct names (the spec merges them); docker stack deploy sorts
+    # it, env files put theirs first: order is not a difference.
+    if container.get("Env"):
+        container["Env"] = sorted(container["Env"])
     for kind in ("Secret", "Config"):
         for ref in container.get(kind + "s") or []:
             ref.pop(kind + "ID", None)

@@ -1,0 +1,226 @@
+"""``swarmkeeper import compose`` and ``swarmkeeper export``: the ways in for existing stacks.
+
+Import translates a compose file; export reads what runs. Both write one object per file (or
+one multi-document YAML to stdout), with comments saying what did not translate, and check that
+what they wrote loads as specs. Neither changes the swarm: taking running objects over is
+``apply --adopt``'s job. Secret values are never read or written here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+import typer
+
+from .common import EXIT_FAILED, EXIT_INVALID, err, fail, out, print_load_errors, setup_logging
+
+if TYPE_CHECKING:
+    from ..loading import LoadResult
+
+import_app = typer.Typer(
+    name="import",
+    help="Translate existing definitions into swarmkeeper specs.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+OutputDir = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write one file per object into this folder (stdout when omitted)."),
+]
+Force = Annotated[bool, typer.Option(help="Overwrite spec files that exist in the output folder.")]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
+
+_PREFIX = {"SwarmNetwork": "network", "SwarmSecret": "secret", "SwarmConfig": "config", "SwarmService": "service"}
+
+
+class SpecObject(Protocol):
+    kind: str
+    name: str
+    document: dict[str, Any]
+    comments: list[str]
+
+
+def _filename(obj: SpecObject) -> str:
+    return f"{_PREFIX[obj.kind]}-{obj.name}.yaml"
+
+
+def _render(obj: SpecObject, header: Sequence[str]) -> str:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    def literal(value: Any) -> Any:
+        # Multi-line text (a config file's content) reads best as a block, and loads back unchanged.
+        if isinstance(value, str) and "\n" in value.rstrip("\n") and not value.startswith((" ", "\n")):
+            return LiteralScalarString(value)
+        if isinstance(value, dict):
+            return {k: literal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [literal(v) for v in value]
+        return value
+
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 120
+    buf = io.StringIO()
+    yaml.dump(literal(obj.document), buf)
+    lines = [*header, *obj.comments]
+    return "".join(f"# {line}\n" if line else "#\n" for line in lines) + buf.getvalue()
+
+
+def _check(texts: dict[Path, str], root: Path) -> LoadResult:
+    """What was generated must load as specs (values are not read: secret files may be missing)."""
+    from ..loading import LoadResult, check_references, load_text
+
+    manifests, errors = [], []
+    for path, text in texts.items():
+        result = load_text(text, path, root=root, resolve_values=False)
+        manifests += result.manifests
+        errors += result.errors
+    errors += check_references(manifests)
+    return LoadResult(manifests, errors)
+
+
+def _write(objects: Sequence[SpecObject], header: Sequence[str], output: Path | None, force: bool) -> None:
+    """Every object into ``output`` (a subfolder per namespace when there are several), or stdout."""
+    namespaces = {o.document["metadata"].get("namespace") for o in objects}
+    per_namespace = output is not None and len(namespaces) > 1
+    texts: dict[Path, str] = {}
+    for obj in objects:
+        folder = output or Path(".")
+        namespace = obj.document["metadata"].get("namespace")
+        if per_namespace and namespace:
+            folder = folder / namespace
+        texts[folder / _filename(obj)] = _render(obj, header)
+    checked = _check(texts, output or Path("."))
+    if not checked.ok:
+        err.print("error: the generated specs do not load; nothing was written:", markup=False)
+        print_load_errors(checked)
+        raise typer.Exit(EXIT_FAILED)
+    if output is None:
+        out.print("---\n".join(texts.values()).rstrip("\n"), markup=False)
+        return
+    existing = [p for p in texts if p.exists()]
+    if existing and not force:
+        shown = ", ".join(str(p) for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
+        fail(f"{shown}: exists; nothing was written (use --force to overwrite)", EXIT_INVALID)
+    for path, text in texts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    err.print(f"wrote {len(texts)} spec file{'s' if len(texts) != 1 else ''} to {output}", markup=False)
+
+
+def _namespace_or_exit(namespace: str | None) -> None:
+    import re
+
+    from ..api.base import NAME_PATTERN
+
+    if namespace is not None and (not re.match(NAME_PATTERN, namespace) or len(namespace) > 40):
+        fail(
+            f"--namespace {namespace!r}: use up to 40 of a-z, 0-9 and -, starting and ending alphanumeric",
+            EXIT_INVALID,
+        )
+
+
+@import_app.command("compose")
+def import_compose(
+    file: Annotated[Path, typer.Argument(help="The compose file (as for docker stack deploy -c).")],
+    env_file: Annotated[
+        list[Path] | None,
+        typer.Option("--env-file", help="KEY=VALUE variables for ${VAR}; the environment wins, as in compose."),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="The stack name (docker stack deploy's NAME): objects are NAME_<name>."),
+    ] = None,
+    output: OutputDir = None,
+    force: Force = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Translate a compose file into specs: one object per file, comments where something has no equivalent."""
+    from ..loading.envfiles import parse_env_file
+    from ..loading.files import FileProblem, read_bounded
+    from ..sources.compose import MAX_COMPOSE_BYTES
+    from ..sources.compose import import_compose as translate
+
+    setup_logging(verbose)
+    _namespace_or_exit(namespace)
+    variables: dict[str, str] = {}
+    for path in env_file or []:
+        try:
+            text = read_bounded(path, MAX_COMPOSE_BYTES).decode("utf-8")
+        except (FileProblem, UnicodeDecodeError) as exc:
+            fail(f"{path}: {exc}", EXIT_INVALID)
+        parsed, malformed = parse_env_file(text)
+        if malformed:
+            fail(f"{path}:{malformed[0]}: not a KEY=VALUE line", EXIT_INVALID)
+        variables.update(parsed)
+    variables.update(os.environ)
+    try:
+        raw = read_bounded(file, MAX_COMPOSE_BYTES)
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except FileProblem as exc:
+        fail(f"{file}: {exc}", EXIT_INVALID)
+    except UnicodeDecodeError:
+        fail(f"{file}: not valid UTF-8 text", EXIT_INVALID)
+    result = translate(text, file, variables=variables, namespace=namespace, specs_dir=output or Path.cwd())
+    if not result.ok:
+        for e in result.errors:
+            err.print(f"error: {e}", markup=False)
+        n = len(result.errors)
+        err.print(f"{n} error{'s' if n != 1 else ''}; nothing was written", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False)
+    for obj in result.objects:
+        for comment in obj.comments:
+            err.print(f"note: {_PREFIX[obj.kind]} {obj.name}: {comment}", markup=False)
+    header = [f"Imported from {file} by swarmkeeper import compose."]
+    _write(result.objects, header, output, force)
+
+
+def export(
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Only objects of this namespace.")] = None,
+    output: OutputDir = None,
+    force: Force = False,
+    host: Annotated[
+        str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", help="The engine to read (default: local).")
+    ] = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Specs for what runs in the swarm now: services, networks, configs, and secrets by reference."""
+    from ..api import EngineEndpoint
+    from ..swarm.connect import connect
+    from ..swarm.errors import EngineError
+    from ..swarm.observe import observe
+    from ..swarm.unbuild import export_state
+
+    setup_logging(verbose)
+    _namespace_or_exit(namespace)
+    try:
+        state = observe(connect(EngineEndpoint(host=host) if host else None))
+    except EngineError as exc:
+        fail(str(exc))
+    objects = export_state(state, namespace)
+    if not objects:
+        fail("nothing to export" + (f" in namespace {namespace}" if namespace else ""))
+    secrets = [o for o in objects if o.kind == "SwarmSecret"]
+    if secrets:
+        err.print(
+            f"note: {len(secrets)} secret value{'s' if len(secrets) != 1 else ''} cannot be read back from swarm: "
+            "put each in the .txt file its spec names before applying",
+            markup=False,
+        )
+    _write(objects, ["Exported from the swarm by swarmkeeper export."], output, force)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(import_app, name="import")
+    app.command("export")(export)

@@ -1,0 +1,648 @@
+"""``swarmkeeper sync``: a Git repository as the source of the shared reconcile loop.
+
+The loop is the one ``watch`` uses; Git adds what a repository needs:
+
+* **when to look**: a poll every interval and verified push webhooks set "fetch due" and wake the
+  loop; other passes (Docker events, resyncs) reuse the last fetched commit without a fetch;
+* **what to apply**: the newest *valid* commit. An invalid commit is reported (every error names
+  commit, file, line and field) and the last good revision stays applied, across restarts too
+  (it is read back from the status file). A revert is just a newer commit; a force-push is
+  followed (and logged as such);
+* **releases**: after a revision is applied its services are followed until they converge; with
+  ``--rollback-on-failure`` a release that fails (an update paused or rolled back by swarm, or not
+  converged within ``--timeout``) is answered by re-applying every object at the last revision
+  that converged, and the failed commit is not applied again;
+* **status back**: revisions, conditions, errors and every object's status, to a YAML file
+  and/or committed to a status branch of the repository.
+
+``--suspend`` and ``--dry-run`` run a read-only loop instead: fetch, validate and report (or print
+the plan of each new commit) without taking the lease or changing the swarm.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from ..api import ObjectStatus
+from ..engine.clusters import connect_target, group_by_cluster
+from ..engine.reconcile import Options, Outcome, reconcile
+from ..engine.status import compute_statuses
+from ..loading import LoadResult, Manifest, SpecError
+from ..sources import sync_status
+from ..sources.git import Commit, GitError, GitSource
+from ..sources.sops import AgeKeys
+from ..sources.sync_status import Condition, Revisions
+from ..sources.webhook import Push, Route, WebhookServer
+from ..swarm.connect import EngineClient
+from ..swarm.errors import EngineError
+from ..swarm.observe import Key
+from .loop import Controller, LoopOptions, PassResult, Trigger
+from .triggers import Wakeup
+
+log = logging.getLogger(__name__)
+
+KEEP_LOADED = 4  # revisions whose loaded specs are kept in memory (current, last good, a spare)
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Everything one Git source needs; ``loop.source`` is its name (ownership, prune, lease)."""
+
+    git: GitSource
+    loop: LoopOptions
+    status_file: Path | None = None
+    status_branch: str | None = None
+    suspend: bool = False
+    dry_run: bool = False
+    rollback_on_failure: bool = False
+    timeout: float = 300.0
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    age_keys: AgeKeys | None = field(default=None, repr=False)
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.loop.source
+
+
+# Called by --dry-run for each new revision: (commit or None, errors, outcomes).
+PlanPrinter = Callable[[str, "Commit | None", Sequence[SpecError], Sequence[Outcome]], None]
+
+
+@dataclass
+class _Release:
+    revision: str
+    deadline: float
+    changed: set[Key] = field(default_factory=set)  # services this release created or updated
+
+
+class GitLoopSource:
+    """The ``Source`` of the shared loop for one ref of one repository."""
+
+    controller = "sync"
+
+    def __init__(self, settings: SyncSettings) -> None:
+        self.settings = settings
+        self.git = settings.git
+        self.name = settings.name
+        self.revisions = Revisions()
+        self.good: str | None = None  # the revision load() hands out (what revision() names)
+        self.fetch_error: str | None = None
+        self.spec_errors: list[SpecError] = []
+        self.apply_problem: str | None = None
+        self.release: _Release | None = None
+        self._loaded: dict[str, LoadResult] = {}
+        self._reported_invalid: str | None = None
+        self._fetch_due = threading.Event()
+        self._fetch_due.set()
+        self._wakeup: Wakeup | None = None
+        self._outcomes: list[Outcome] = []
+        self._published: tuple[list[Manifest], dict[Key, ObjectStatus]] = ([], {})
+        self._last_doc: dict[str, object] | None = None
+        self._branch_pushed: bytes | None = None
+        self._branch_pushed_at = 0.0
+        self._restore()
+
+    # -- start-up --------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Pick up where the last run left off: its revisions are in the status file."""
+        path = self.settings.status_file
+        previous = sync_status.read(path) if path is not None else None
+        if previous is None:
+            return
+        self._last_doc = previous
+
+        def known(key: str) -> str | None:
+            value = previous.get(key)
+            return value if isinstance(value, str) and self.git.has(value) else None
+
+        self.revisions.fetched = known("lastFetchedRevision")
+        self.revisions.applied = known("lastAppliedRevision")
+        self.revisions.released = known("lastReleasedRevision")
+        for entry in previous.get("failedRevisions") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("revision"), str):
+                self.revisions.failed[entry["revision"]] = str(entry.get("reason", ""))
+        if self.revisions.applied:
+            log.info("%s: last applied revision %s (from %s)", self.name, self.revisions.applied[:12], path)
+
+    def good_manifests(self) -> list[Manifest] | None:
+        """The specs of the last applied revision, for a restarted loop whose newest commit is bad."""
+        applied = self.good or self.revisions.applied
+        if applied is None:
+            return None
+        result = self._load_at(applied)
+        if not result.ok:
+            return None
+        self.good = applied
+        return result.manifests
+
+    # -- Source protocol -------------------------------------------------------------------------
+    def triggers(self, wakeup: Wakeup) -> list[Trigger]:
+        self._wakeup = wakeup
+        return [_Poller(self, wakeup)]
+
+    def request_fetch(self, reason: str) -> None:
+        """Fetch on the next pass, and have that pass now (polls and webhooks)."""
+        self._fetch_due.set()
+        if self._wakeup is not None:
+            self._wakeup.poke(reason)
+
+    def revision(self) -> str | None:
+        return self.good
+
+    def load(self) -> LoadResult:
+        self._fetch()
+        head = self.revisions.fetched
+        if head is None:
+            return LoadResult([], [SpecError(self.fetch_error or f"{self.git.display}: not fetched yet")])
+        target = head
+        if head in self.revisions.failed and self.settings.rollback_on_failure and self.revisions.released:
+            target = self.revisions.released  # the failed commit is not applied again
+        self.revisions.attempted = target
+        result = self._load_at(target)
+        if result.ok:
+            if self.good != target:
+                log.info(
+                    "%s: revision %s is valid (%d objects)", self.name, self._describe(target), len(result.manifests)
+                )
+            self.good = target
+            self.spec_errors = []
+            self._reported_invalid = None
+            return result
+        self.spec_errors = result.errors
+        if self._reported_invalid != target:
+            self._reported_invalid = target
+            kept = f"revision {self.good[:12]} stays applied" if self.good else "nothing is applied"
+            log.error(
+                "%s: revision %s is invalid (%d errors); %s",
+                self.name,
+                self._describe(target),
+                len(result.errors),
+                kept,
+            )
+        good = self.good_manifests()
+        return LoadResult(good or [], result.errors)
+
+    def publish(
+        self, manifests: Sequence[Manifest], statuses: Mapping[Key, ObjectStatus], errors: Sequence[SpecError]
+    ) -> None:
+        self._published = (list(manifests), dict(statuses))
+        self._follow_release(statuses)
+        self.write_status(push=False)  # the pass's end writes again, knowing what was applied
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _fetch(self) -> None:
+        if not self._fetch_due.is_set():
+            return
+        self._fetch_due.clear()
+        try:
+            sha = self.git.fetch()
+        except GitError as exc:
+            if str(exc) != self.fetch_error:
+                log.error("%s: %s", self.name, exc)
+            self.fetch_error = str(exc)
+            return
+        if self.fetch_error is not None:
+            log.info("%s: fetching works again", self.name)
+        self.fetch_error = None
+        old = self.revisions.fetched
+        if sha == old:
+            return
+        if old is not None and not self.git.is_ancestor(old, sha):
+            log.warning(
+                "%s: history of %s was rewritten (force-push?): following %s → %s",
+                self.name,
+                self.git.ref,
+                old[:12],
+                sha[:12],
+            )
+        log.info("%s: %s is at %s", self.name, self.git.ref, self._describe(sha))
+        self.revisions.fetched = sha
+
+    def _load_at(self, sha: str) -> LoadResult:
+        cached = self._loaded.get(sha)
+        if cached is None:
+            cached = self.git.load(sha, keys=self.settings.age_keys, environ=self.settings.environ)
+            self._loaded[sha] = cached
+            while len(self._loaded) > KEEP_LOADED:
+                self._loaded.pop(next(iter(self._loaded)))
+        return cached
+
+    def _describe(self, sha: str) -> str:
+        try:
+            commit = self.git.commit(sha)
+        except (GitError, KeyError):
+            return sha[:12]
+        return f"{commit.short} ({commit.subject[:60]})" if commit.subject else commit.short
+
+    # -- after each pass -------------------------------------------------------------------------
+    def note_outcome(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+
+    def begin_pass(self) -> None:
+        self._outcomes = []
+
+    def end_pass(self, engine_ok: bool) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        blocked = [o.plan.blocked for o in outcomes if o.plan.blocked]
+        failed = not engine_ok or any(not o.ok for o in outcomes)
+        if blocked:
+            self.apply_problem = blocked[0]
+        elif not engine_ok:
+            self.apply_problem = "the engine is unavailable"
+        elif failed:
+            self.apply_problem = "some changes failed (see the objects' status)"
+        else:
+            self.apply_problem = None
+        if self.release is not None and self.release.revision == self.good:
+            self._note_reverts(outcomes)
+        if self.good is not None and not failed:
+            if self.revisions.applied != self.good:
+                log.info("%s: revision %s applied", self.name, self._describe(self.good))
+            self.revisions.applied = self.good
+            self._start_release(outcomes)
+        self.write_status()
+
+    def _start_release(self, outcomes: Sequence[Outcome]) -> None:
+        good = self.good
+        assert good is not None
+        if good == self.revisions.released or good in self.revisions.failed:
+            return
+        if self.release is None or self.release.revision != good:
+            self.release = _Release(good, time.monotonic() + self.settings.timeout)
+        for o in outcomes:
+            self.release.changed |= {k for k in o.changes() if k[0] == "SwarmService"}
+
+    def _note_reverts(self, outcomes: Sequence[Outcome]) -> None:
+        """A service this release already updated, found back at another spec: swarm rolled it back
+        (the previous spec carries the previous labels), and the loop has just put it forward again."""
+        assert self.release is not None
+        for o in outcomes:
+            for r in o.report.results:
+                step = r.step
+                if step.type == "service" and step.reason == "changed" and step.key in self.release.changed:
+                    self._release_failed(f"{step.swarm_name} was rolled back by swarm")
+                    return
+
+    def _follow_release(self, statuses: Mapping[Key, ObjectStatus]) -> None:
+        """Only the services this release created or updated count: one left paused or rolled back
+        by an earlier release is reported by its own status, not blamed on this one."""
+        release = self.release
+        if release is None or release.revision != self.good:
+            return
+        pending: list[str] = []
+        for key in sorted(release.changed, key=str):
+            status = statuses.get(key)
+            ready = next((c for c in status.conditions if c.type == "Ready"), None) if status else None
+            if ready is not None and ready.reason in ("RolledBack", "UpdatePaused"):
+                self._release_failed(f"{key[2]}: {ready.message}")
+                return
+            if ready is None or ready.status != "True":
+                detail = getattr(status, "ready", None)
+                pending.append(key[2] + (f" ({detail} running)" if detail else ""))
+        if not pending:
+            log.info("%s: revision %s released: its services converged", self.name, self._describe(release.revision))
+            self.revisions.released = release.revision
+            self.release = None
+        elif time.monotonic() >= release.deadline:
+            self._release_failed(f"not converged within {self.settings.timeout:.0f}s: {', '.join(pending)}")
+
+    def _release_failed(self, why: str) -> None:
+        release = self.release
+        assert release is not None
+        self.release = None
+        self.revisions.failed[release.revision] = why
+        previous = self.revisions.released
+        if not self.settings.rollback_on_failure:
+            log.error("%s: release of revision %s failed: %s", self.name, release.revision[:12], why)
+            return
+        if previous is None:
+            log.error(
+                "%s: release of revision %s failed: %s; no earlier revision converged, nothing to roll back to",
+                self.name,
+                release.revision[:12],
+                why,
+            )
+            return
+        log.error(
+            "%s: release of revision %s failed: %s; re-applying revision %s (--rollback-on-failure)",
+            self.name,
+            release.revision[:12],
+            why,
+            previous[:12],
+        )
+        if self._wakeup is not None:
+            self._wakeup.poke("rollback")
+
+    def release_deadline(self) -> float | None:
+        return self.release.deadline if self.release is not None else None
+
+    # -- status ----------------------------------------------------------------------------------
+    def conditions(self) -> list[Condition]:
+        revs = self.revisions
+        out: list[Condition] = []
+        if self.fetch_error:
+            out.append(Condition("Fetched", "False", "FetchFailed", self.fetch_error))
+        elif revs.fetched:
+            out.append(Condition("Fetched", "True", "Fetched", f"{self.git.ref} is at {revs.fetched[:12]}"))
+        else:
+            out.append(Condition("Fetched", "Unknown", "NotFetched", ""))
+        if self.spec_errors and revs.attempted:
+            kept = f"revision {self.good[:12]} stays applied" if self.good else "nothing is applied"
+            message = f"revision {revs.attempted[:12]} has {len(self.spec_errors)} errors; {kept}"
+            out.append(Condition("Valid", "False", "InvalidSpec", message))
+        elif revs.attempted:
+            out.append(Condition("Valid", "True", "Valid", f"revision {revs.attempted[:12]}"))
+        if self.settings.suspend:
+            out.append(Condition("Applied", "False", "Suspended", "applying is suspended (--suspend)"))
+        elif self.apply_problem:
+            out.append(Condition("Applied", "False", "ApplyFailed", self.apply_problem))
+        elif revs.applied:
+            out.append(Condition("Applied", "True", "Applied", f"revision {revs.applied[:12]}"))
+        head_failed = revs.failed.get(revs.fetched or "")
+        if self.release is not None:
+            message = f"revision {self.release.revision[:12]} rolling out"
+            out.append(Condition("Released", "Unknown", "Progressing", message))
+        elif head_failed is not None and revs.fetched:
+            failed = f"revision {revs.fetched[:12]} failed: {head_failed}"
+            if self.settings.rollback_on_failure and revs.released and revs.applied == revs.released:
+                message = f"{failed}; revision {revs.released[:12]} re-applied"
+                out.append(Condition("Released", "False", "RolledBack", message))
+            else:
+                out.append(Condition("Released", "False", "ReleaseFailed", failed))
+        elif revs.released:
+            out.append(Condition("Released", "True", "Converged", f"revision {revs.released[:12]}"))
+        waiting = [f"{c.type}: {c.message or c.reason}" for c in out if c.status != "True"]
+        if waiting:
+            out.insert(0, Condition("Ready", "False", "NotSynced", "; ".join(waiting)))
+        else:
+            out.insert(0, Condition("Ready", "True", "Synced", f"revision {(revs.applied or '')[:12]}"))
+        return out
+
+    def render(self) -> dict[str, object]:
+        manifests, statuses = self._published
+        return sync_status.render(
+            source=self.name,
+            repository=self.git.display,
+            ref=self.git.ref,
+            path=self.git.path,
+            revisions=self.revisions,
+            conditions=self.conditions(),
+            errors=self.spec_errors,
+            manifests=manifests,
+            statuses=statuses,
+            previous=self._last_doc,
+            suspended=self.settings.suspend,
+        )
+
+    def write_status(self, push: bool = True) -> None:
+        doc = self.render()
+        self._last_doc = doc
+        content = sync_status.dump(doc)
+        if self.settings.status_file is not None:
+            try:
+                sync_status.write_atomic(self.settings.status_file, content)
+            except OSError as exc:
+                log.error("%s: cannot write %s: %s", self.name, self.settings.status_file, exc.strerror or exc)
+        if push:
+            self._push_status(content)
+
+    def _push_status(self, content: bytes) -> None:
+        branch = self.settings.status_branch
+        if branch is None or content == self._branch_pushed:
+            return
+        # A status change per task event would be a commit per task event: at most one per interval.
+        gap = 0.0 if self.settings.loop.once else min(self.settings.loop.interval, 30.0)
+        if time.monotonic() - self._branch_pushed_at < gap and self._branch_pushed is not None:
+            return
+        revision = (self.revisions.applied or "")[:12]
+        try:
+            self.git.push_file(branch, f"{self.name}.status.yaml", content, f"status of {self.name} at {revision}")
+        except GitError as exc:
+            log.error("%s: status branch: %s", self.name, exc)
+            return
+        self._branch_pushed, self._branch_pushed_at = content, time.monotonic()
+
+
+class _Poller:
+    """Sets "fetch due" every interval, and wakes the loop when a release's deadline passes."""
+
+    def __init__(self, source: GitLoopSource, wakeup: Wakeup) -> None:
+        self.source = source
+        self.wakeup = wakeup
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"poll-{source.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _run(self) -> None:
+        interval = self.source.settings.loop.interval
+        next_poll = time.monotonic() + interval
+        while not self.stop_event.is_set():
+            deadline = self.source.release_deadline()
+            wake = min(next_poll, deadline + 0.05) if deadline is not None else next_poll
+            if self.stop_event.wait(max(0.05, wake - time.monotonic())):
+                return
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + interval
+                self.source.request_fetch("poll")
+            if deadline is not None and now >= deadline:
+                self.wakeup.poke("release-deadline")
+
+
+class SyncController(Controller):
+    """The shared loop, plus what a Git source needs to know about each pass: which outcomes it
+    had (was the revision applied, or refused by the prune guard?), and, after a restart whose
+    newest commit is invalid, the last good specs to keep applying."""
+
+    def __init__(self, source: GitLoopSource, options: LoopOptions) -> None:
+        super().__init__(source, options)
+        self.git_source = source
+
+    def run_pass(self, reasons: set[str]) -> PassResult:
+        if self.last_good is None:
+            self.last_good = self.git_source.good_manifests()
+        self.git_source.begin_pass()
+        result = super().run_pass(reasons)
+        self.git_source.end_pass(self.engine_ok)
+        return result
+
+    def _report(self, outcome: Outcome, client: EngineClient) -> None:
+        super()._report(outcome, client)
+        self.git_source.note_outcome(outcome)
+
+
+# -- read-only runs: --dry-run and --suspend ------------------------------------------------------
+
+
+class ReadOnlyLoop:
+    """Fetch, validate, and plan or report, without the lease and without changing the swarm."""
+
+    def __init__(self, source: GitLoopSource, on_plan: PlanPrinter | None) -> None:
+        self.source = source
+        self.settings = source.settings
+        self.on_plan = on_plan
+        self.wakeup = Wakeup()
+        self.stopping = threading.Event()
+        self.clients: dict[str | None, EngineClient] = {}
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wakeup.poke("stop")
+
+    def run(self) -> int:
+        triggers = [] if self.settings.loop.once else self.source.triggers(self.wakeup)
+        for t in triggers:
+            t.start()
+        shown: str | None = None
+        code = 0
+        try:
+            while not self.stopping.is_set():
+                code = self._pass(shown)
+                shown = self.source.revisions.attempted or shown
+                if self.settings.loop.once:
+                    break
+                self.wakeup.wait(self.settings.loop.interval)
+        finally:
+            for t in triggers:
+                t.stop()
+        return code
+
+    def _pass(self, shown: str | None) -> int:
+        result = self.source.load()
+        revision = self.source.revisions.attempted
+        errors = self.source.spec_errors
+        manifests = result.manifests  # with errors: the last good revision's, for its status
+        outcomes: list[Outcome] = []
+        statuses: dict[Key, ObjectStatus] = {}
+        try:
+            for target in group_by_cluster(manifests):
+                client = self._client(target.cluster, manifests)
+                outcome = reconcile(
+                    client,
+                    target.manifests,
+                    Options(
+                        prune=self.settings.loop.prune,
+                        force=self.settings.loop.force,
+                        dry_run=True,
+                        source=self.settings.name,
+                        revision=revision,
+                    ),
+                )
+                outcomes.append(outcome)
+                statuses.update(compute_statuses(target.manifests, outcome.state, outcome.desired, {}))
+        except EngineError as exc:
+            log.error("%s: engine unavailable: %s", self.settings.name, exc)
+            self.clients.clear()
+            return 1
+        if self.settings.dry_run and self.on_plan is not None and revision and revision != shown:
+            commit = self.source.git.commit(revision) if self.source.git.has(revision) else None
+            self.on_plan(self.settings.name, commit, errors, [] if errors else outcomes)
+        self.source.publish(result.manifests, statuses, errors)
+        self.source.write_status()
+        if self.source.fetch_error and self.source.revisions.fetched is None:
+            return 1
+        return 2 if errors else 0
+
+    def _client(self, cluster: str | None, manifests: Sequence[Manifest]) -> EngineClient:
+        client = self.clients.get(cluster)
+        if client is None:
+            try:
+                client = connect_target(cluster, manifests, host=self.settings.loop.host)
+            except LookupError as exc:
+                raise EngineError(str(exc)) from None
+            self.clients[cluster] = client
+        return client
+
+
+# -- running one or several sources ----------------------------------------------------------------
+
+
+class _Runner:
+    """One source: the shared loop, or the read-only loop for --dry-run/--suspend."""
+
+    def __init__(self, settings: SyncSettings, on_plan: PlanPrinter | None) -> None:
+        self.settings = settings
+        self.source = GitLoopSource(settings)
+        self.loop: SyncController | ReadOnlyLoop
+        if settings.dry_run or settings.suspend:
+            self.loop = ReadOnlyLoop(self.source, on_plan)
+        else:
+            self.loop = SyncController(self.source, settings.loop)
+        self.code = 0
+
+    def run(self) -> int:
+        self.code = self.loop.run()
+        if self.settings.loop.once and self.source.spec_errors:
+            self.code = 2  # invalid input: the newest commit was not applied
+        return self.code
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def healthy(self) -> bool:
+        return self.loop.healthy() if isinstance(self.loop, SyncController) else True
+
+
+def run_sync(
+    sources: Sequence[SyncSettings], webhook_addr: str | None = None, on_plan: PlanPrinter | None = None
+) -> int:
+    """Run every source until stopped (or one pass each with ``once``); the worst exit code wins."""
+    runners = [_Runner(s, on_plan) for s in sources]
+    server: WebhookServer | None = None
+    once = all(s.loop.once for s in sources)
+    if webhook_addr and not once:
+        routes = [
+            Route(r.settings.name, r.settings.webhook_secret, r.settings.git.ref, _push_handler(r.source))
+            for r in runners
+            if r.settings.webhook_secret is not None
+        ]
+        server = WebhookServer(webhook_addr, routes, healthy=lambda: all(r.healthy() for r in runners))
+        server.start()
+        log.info("webhooks on %s (POST /, /hooks/<source>; GET /healthz)", webhook_addr)
+    try:
+        if len(runners) == 1 or once:
+            return max(r.run() for r in runners)
+        return _run_threads(runners)
+    finally:
+        if server is not None:
+            server.stop()
+        for r in runners:
+            r.source.git.close()
+
+
+def _push_handler(source: GitLoopSource) -> Callable[[Push], None]:
+    def on_push(push: Push) -> None:
+        source.request_fetch("webhook")
+
+    return on_push
+
+
+def _run_threads(runners: Sequence[_Runner]) -> int:
+    threads = [threading.Thread(target=r.run, name=f"sync-{r.settings.name}", daemon=True) for r in runners]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing the current passes and stopping", signal.Signals(signum).name)
+        for r in runners:
+            r.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(timeout=0.5)  # short joins: the main thread must stay free to take signals
+    return max(r.code for r in runners)

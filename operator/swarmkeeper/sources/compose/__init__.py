@@ -1,0 +1,232 @@
+"""A compose file → swarmkeeper specs, translated the way ``docker stack deploy`` translates it.
+
+The goal is equality, not resemblance: applied under the same namespace, the specs build the
+service specs that ``docker stack deploy -c FILE NAMESPACE`` (docker CLI 20.10) creates, field for
+field, so a running stack can be adopted without restarting a task. That is why lists are sorted
+the way the CLI sorts them, the ``default`` network appears when a service names none, and named
+volumes carry the stack label. Whatever has no equivalent becomes a comment on the object and a
+note for the user; nothing is dropped silently.
+
+Pure: the caller reads the compose file and chooses the variables. Nothing here reads another file,
+looks at the process environment or talks to an engine. Secret values are never read or copied:
+specs refer to the files the compose file names. Errors name file, line and field, never a value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...api import RESOURCE_ADAPTER
+from ...loading.fieldpath import FieldPath
+from ...swarm.unbuild import spec_name
+from .fields import Invalid
+from .reading import MAX_COMPOSE_BYTES, read_compose
+from .result import ImportedObject, ImportResult
+from .services import Services
+
+__all__ = ["MAX_COMPOSE_BYTES", "ImportResult", "ImportedObject", "import_compose"]
+
+
+def import_compose(
+    text: str,
+    file: Path,
+    *,
+    variables: Mapping[str, str],
+    namespace: str | None = None,
+    specs_dir: Path | None = None,
+) -> ImportResult:
+    """The specs for the compose file ``text`` (read from ``file``).
+
+    ``variables`` are what ``${VAR}`` expands to. File references (secret and config files,
+    ``env_file``) are written relative to ``specs_dir``, where the specs will live (the compose
+    file's folder when None); bind mount sources become absolute, as the docker CLI makes them.
+    """
+    data, positions, errors = read_compose(text, file)
+    if errors:
+        return ImportResult([], [], errors)
+    base = Path(os.path.abspath(file)).parent
+    translator = _Translator(file, positions, namespace, Path(os.path.abspath(specs_dir or base)), base, variables)
+    objects = translator.translate(data)
+    notes = list(translator.notes)
+    if translator.interpolate.unset:
+        names = ", ".join(sorted(translator.interpolate.unset))
+        notes.append(f"variables not set, replaced by an empty string: {names}")
+    if translator.interpolate.substituted:
+        names = ", ".join(sorted(translator.interpolate.substituted))
+        notes.append(
+            f"the values of {names} are written into the specs, as docker stack deploy writes them into the "
+            "services: review the files before committing them"
+        )
+    return ImportResult(objects, notes, translator.errors)
+
+
+class _Translator(Services):
+    """The file as a whole: its services, and the networks, secrets and configs they use."""
+
+    def translate(self, raw: dict[str, Any]) -> list[ImportedObject]:
+        data = {k: self.expand(v, (k,)) for k, v in raw.items() if not k.startswith("x-")}
+        for key in data:
+            if key not in ("version", "name", "services", "networks", "volumes", "secrets", "configs"):
+                self.notes.append(f"{key}: not a compose key swarmkeeper knows; not translated")
+        services = data.get("services")
+        if not isinstance(services, dict) or not services:
+            self.error(("services",), "a compose file needs services (a mapping of service names)")
+            return []
+        for section in ("networks", "volumes", "secrets", "configs"):
+            try:
+                self.top[section] = {
+                    k: self.mapping(v, (section, k)) for k, v in self.mapping(data.get(section), (section,)).items()
+                }
+            except Invalid:
+                self.top[section] = {}
+        for key in services:
+            self.service_names[key] = spec_name(key)
+        taken: dict[str, str] = {}
+        for key, name in self.service_names.items():
+            if name in taken:
+                self.error(("services", key), f"becomes the name {name}, like services.{taken[name]}: rename one")
+            taken[name] = key
+        objects: list[ImportedObject] = []
+        service_objects = []
+        for key, value in services.items():
+            try:
+                service_objects.append(self.service(key, self.mapping(value, ("services", key))))
+            except Invalid:
+                continue
+        objects += self.networks()
+        objects += self.values("secrets", "SwarmSecret")
+        objects += self.values("configs", "SwarmConfig")
+        objects += service_objects
+        for obj in objects:
+            self.check(obj)
+        return objects
+
+    def check(self, obj: ImportedObject) -> None:
+        """Every object must load as a spec; a failure here is a value swarmkeeper cannot take."""
+        try:
+            RESOURCE_ADAPTER.validate_python(obj.document)
+        except ValidationError as exc:
+            section = {"SwarmNetwork": "networks", "SwarmSecret": "secrets", "SwarmConfig": "configs"}
+            where = section.get(obj.kind, "services")
+            key = next((k for k, v in self._keys(where).items() if v == obj.name), obj.name)
+            for detail in exc.errors(include_url=False, include_input=False):
+                loc = ".".join(str(p) for p in detail["loc"][1:])
+                self.error((where, key), f"cannot be translated ({loc}: {detail['msg']})")
+
+    def _keys(self, section: str) -> dict[str, str]:
+        if section == "services":
+            return self.service_names
+        return {k: spec_name(k) for k in self.top.get(section, {})}
+
+    def networks(self) -> list[ImportedObject]:
+        out = []
+        for key in self.top["networks"]:
+            if self.external_name("networks", key) is not None:
+                continue
+            if key not in self.used_networks:
+                self.notes.append(
+                    f"networks.{key}: used by no service; not translated (docker stack deploy does not create it)"
+                )
+        for key, name in self.used_networks.items():
+            at: FieldPath = ("networks", key)
+            cfg = self.top["networks"].get(key, {})
+            comments: list[str] = []
+            if name != key:
+                comments.append(f"networks.{key}: renamed {name} (names are DNS labels: a-z, 0-9 and -)")
+            spec: dict[str, Any] = {}
+            try:
+                driver = self.text(cfg["driver"], (*at, "driver")) if cfg.get("driver") else "overlay"
+                if driver != "overlay":
+                    spec["driver"] = driver
+                for ck, sk_ in (("attachable", "attachable"), ("internal", "internal")):
+                    if cfg.get(ck) is not None and self.boolean(cfg[ck], (*at, ck)):
+                        spec[sk_] = True
+                if cfg.get("driver_opts"):
+                    spec["options"] = self.pairs(cfg["driver_opts"], (*at, "driver_opts"))
+                if cfg.get("labels"):
+                    spec["labels"] = self.pairs(cfg["labels"], (*at, "labels"))
+                if cfg.get("ipam"):
+                    spec["ipam"] = self.ipam(self.mapping(cfg["ipam"], (*at, "ipam")), (*at, "ipam"), comments)
+            except Invalid:
+                continue
+            if cfg.get("name"):
+                comments.append(
+                    f"networks.{key}.name: not translated: the network is named {self.swarm_name(name)} "
+                    "(a name of your own is possible only for an external network)"
+                )
+            for k in cfg:
+                if k not in ("driver", "attachable", "internal", "driver_opts", "labels", "ipam", "name", "external"):
+                    comments.append(f"networks.{key}.{k}: not translated: SwarmNetwork has no field for it")
+            out.append(ImportedObject("SwarmNetwork", name, self.document("SwarmNetwork", name, spec), comments))
+        return out
+
+    def ipam(self, ipam: dict[str, Any], at: FieldPath, comments: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if ipam.get("driver"):
+            out["driver"] = self.text(ipam["driver"], (*at, "driver"))
+        pools = []
+        for i, pool in enumerate(ipam.get("config") or []):
+            pool = self.mapping(pool, (*at, "config", i))
+            entry: dict[str, Any] = {"subnet": self.text(pool.get("subnet"), (*at, "config", i, "subnet"))}
+            if pool.get("gateway"):
+                entry["gateway"] = self.text(pool["gateway"], (*at, "config", i, "gateway"))
+            if pool.get("ip_range"):
+                entry["ipRange"] = self.text(pool["ip_range"], (*at, "config", i, "ip_range"))
+            pools.append(entry)
+        if pools:
+            out["config"] = pools
+        if ipam.get("options"):
+            comments.append("ipam.options: not translated: docker stack deploy does not pass them either")
+        return out
+
+    def values(self, section: str, kind: str) -> list[ImportedObject]:
+        out = []
+        for key, cfg in self.top[section].items():
+            at: FieldPath = (section, key)
+            comments: list[str] = []
+            try:
+                name = self.named(section, key, comments)
+                spec: dict[str, Any] = {}
+                real = self.external_name(section, key)
+                if real is not None:
+                    comments += [
+                        f"{section}.{key}: external: the value of {real} is not in the compose file and swarm does "
+                        "not give it back.",
+                        f"Put the value in {name}.txt beside this file (or use env: or stringData:) before applying.",
+                        f"docker stack deploy used the existing {real}; swarmkeeper creates and versions "
+                        f"{self.swarm_name(name)}-v1, -v2, ... from the value.",
+                    ]
+                    spec["file"] = f"{name}.txt"
+                elif cfg.get("file") is not None:
+                    relative = self.reference(self.text(cfg["file"], (*at, "file")))
+                    if self.outside(relative):
+                        comments.append(
+                            f"{section}.{key}.file: {relative} is outside the folder of the specs; swarmkeeper "
+                            "reads values only inside the folder it applies: move the file there"
+                        )
+                    spec["file"] = relative
+                elif cfg.get("environment") is not None:
+                    spec["env"] = self.text(cfg["environment"], (*at, "environment"))
+                elif section == "configs" and cfg.get("content") is not None:
+                    spec["stringData"] = self.text(cfg["content"], (*at, "content"))
+                else:
+                    raise self.error(at, "needs file:, environment: or external: true")
+                if cfg.get("name") and real is None:
+                    comments.append(
+                        f"{section}.{key}.name: not translated: the object is named "
+                        f"{self.swarm_name(name)}-v1, -v2, ... (swarmkeeper versions values)"
+                    )
+                if cfg.get("labels"):
+                    spec["labels"] = self.pairs(cfg["labels"], (*at, "labels"))
+                for k in cfg:
+                    if k in ("driver", "driver_opts", "template_driver"):
+                        comments.append(f"{section}.{key}.{k}: not translated: {kind} has no field for it")
+            except Invalid:
+                continue
+            out.append(ImportedObject(kind, name, self.document(kind, name, spec), comments))
+        return out

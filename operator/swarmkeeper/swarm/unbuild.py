@@ -1,0 +1,587 @@
+"""What runs in a swarm → the specs that would make it: the inverse of ``build``.
+
+Pure: an observed ``SwarmState`` in, spec documents out. The promise is a round trip: applied
+(with the secret values supplied), the exported specs build payloads that compare equal to what
+runs, so the apply changes nothing. A field the spec model cannot express is named in a comment
+on its object, since applying the spec would drop it; nothing is left out silently.
+
+Secret values cannot be read back (swarm never returns them): a secret is exported by reference,
+with a placeholder file the user fills. Config values can be, and are exported inline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..api import API_VERSION, RESOURCE_ADAPTER, SwarmNetwork
+from ..api.units import cpus_to_nano, ns_to_duration
+from . import labels as L
+from .build import build_network_spec
+from .observe import Obj, SwarmState
+
+LEASE_PREFIX = "swarmkeeper-lease."
+_OWNERSHIP = frozenset({L.MANAGED_BY, L.KIND, L.NAME, L.NAMESPACE, L.SOURCE, L.STACK_NAMESPACE, L.VERSION})
+
+
+@dataclass
+class Exported:
+    kind: str
+    name: str
+    namespace: str | None
+    document: dict[str, Any]
+    comments: list[str] = field(default_factory=list)
+
+
+def spec_name(text: str) -> str:
+    """Any swarm or compose name as a spec name (a DNS label): ``My_App.web`` → ``my-app-web``."""
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return name[:63].rstrip("-")
+
+
+@dataclass(frozen=True)
+class _Id:
+    namespace: str | None
+    name: str
+    renamed: bool = False  # the swarm name is not one a spec can produce
+
+
+def _identity(swarm_name: str, labels: Mapping[str, str] | None) -> _Id:
+    """(namespace, name) of a swarm object: from swarmkeeper's labels, else from the stack's naming."""
+    key = L.identity(labels or {})
+    if key is not None:
+        return _Id(key[1], key[2])
+    stack = (labels or {}).get(L.STACK_NAMESPACE)
+    namespace, rest = None, swarm_name
+    if stack and swarm_name.startswith(stack + "_") and spec_name(stack) == stack:
+        namespace, rest = stack, swarm_name[len(stack) + 1 :]
+    name = spec_name(rest)
+    return _Id(namespace, name, renamed=name != rest)
+
+
+def _user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (labels or {}).items() if k not in _OWNERSHIP and k not in L.BOOKKEEPING}
+
+
+def _document(kind: str, ident: _Id, spec: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": ident.name}
+    if ident.namespace:
+        meta["namespace"] = ident.namespace
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _empty(value: Any) -> bool:
+    """Nothing but empty containers, zeros, false and nulls all the way down."""
+    if isinstance(value, Mapping):
+        return all(_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_empty(v) for v in value)
+    return value in (None, "", 0, False)
+
+
+def _size(n: int) -> str | int:
+    for unit, factor in (("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return n
+
+
+def _cpus(nano: int) -> str | float:
+    text = format(Decimal(nano) / Decimal(1_000_000_000), "f").rstrip("0").rstrip(".") or "0"
+    return float(text) if cpus_to_nano(float(text)) == nano else f"{nano // 1_000_000}m"
+
+
+def _duration(ns: int | None) -> str | None:
+    return None if ns is None else ns_to_duration(int(ns))
+
+
+def export_state(state: SwarmState, namespace: str | None = None) -> list[Exported]:
+    """Specs for every swarm object (of ``namespace``, when given), networks and values first."""
+    return _Exporter(state).run(namespace)
+
+
+class _Exporter:
+    def __init__(self, state: SwarmState) -> None:
+        self.state = state
+        self.networks: dict[str, tuple[_Id, Obj]] = {}  # id → identity
+        self.values: dict[str, dict[str, _Id]] = {"Secret": {}, "Config": {}}  # id → identity
+        self.exported: dict[tuple[str, str | None, str], Exported] = {}
+
+    def run(self, namespace: str | None) -> list[Exported]:
+        out: list[Exported] = []
+        for net in self.state.networks:
+            if net.get("Scope") != "swarm" or net.get("Ingress") or net["Name"] == "ingress":
+                continue
+            self.networks[net["Id"]] = (_identity(net["Name"], net.get("Labels")), net)
+        out += [self.network(ident, net) for ident, net in self.networks.values()]
+        out += self.value_objects("Secret", self.state.secrets)
+        out += self.value_objects("Config", self.state.configs)
+        self.exported = {(e.kind, e.namespace, e.name): e for e in out}
+        services = [self.service(svc) for svc in self.state.services]
+        # Copies made for services that use a secret or config of another namespace (see refs).
+        out += [e for e in self.exported.values() if e not in out]
+        out += services
+        return [e for e in out if namespace is None or e.namespace == namespace]
+
+    # -- networks ------------------------------------------------------------------------------------
+    def network(self, ident: _Id, net: Obj) -> Exported:
+        labels = net.get("Labels") or {}
+        comments = self._origin(net["Name"], labels, ident)
+        options = {
+            k: v
+            for k, v in (net.get("Options") or {}).items()
+            if not k.startswith("com.docker.network.driver.overlay.vxlanid")
+        }
+        spec: dict[str, Any] = {}
+        if net.get("Driver", "overlay") != "overlay":
+            spec["driver"] = net["Driver"]
+        if "encrypted" in options and options["encrypted"] == "":
+            del options["encrypted"]
+            spec["encrypted"] = True
+        for key in ("Attachable", "Internal"):
+            if net.get(key):
+                spec[key.lower()] = True
+        if options:
+            spec["options"] = options
+        if _user_labels(labels):
+            spec["labels"] = _user_labels(labels)
+        ipam = self._ipam(ident, net, spec)
+        if ipam is not None:
+            spec["ipam"] = ipam
+        elif (net.get("IPAM") or {}).get("Config"):
+            subnets = ", ".join(p.get("Subnet", "?") for p in net["IPAM"]["Config"])
+            comments.append(f"subnet {subnets} was chosen by swarm; add ipam: to pin it")
+        return Exported("SwarmNetwork", ident.name, ident.namespace, _document("SwarmNetwork", ident, spec), comments)
+
+    def _ipam(self, ident: _Id, net: Obj, spec: dict[str, Any]) -> dict[str, Any] | None:
+        """The ipam: the network was created with, found by its spec hash (swarm does not say
+        which subnets were asked for and which it chose). None for networks made elsewhere."""
+        labels = net.get("Labels") or {}
+        if not L.is_managed(labels) or L.SPEC_HASH not in labels:
+            return None
+        live = net.get("IPAM") or {}
+        pools = live.get("Config") or []
+
+        def pool(p: Mapping[str, Any], gateway: bool) -> dict[str, Any]:
+            out = {"subnet": p.get("Subnet")}
+            if gateway and p.get("Gateway"):
+                out["gateway"] = p["Gateway"]
+            if p.get("IPRange"):
+                out["ipRange"] = p["IPRange"]
+            return out
+
+        candidates: list[dict[str, Any] | None] = [None]
+        for gateway in (False, True):
+            variant: dict[str, Any] = {"driver": live.get("Driver") or "default"}
+            if pools:
+                variant["config"] = [pool(p, gateway) for p in pools]
+            if live.get("Options"):
+                variant["options"] = dict(live["Options"])
+            candidates.append(variant)
+        for candidate in candidates:
+            doc = _document("SwarmNetwork", ident, {**spec, **({"ipam": candidate} if candidate else {})})
+            model = RESOURCE_ADAPTER.validate_python(doc)
+            assert isinstance(model, SwarmNetwork)
+            payload = build_network_spec(model, source=labels.get(L.SOURCE, L.DEFAULT_SOURCE))
+            if payload["Labels"][L.SPEC_HASH] == labels[L.SPEC_HASH]:
+                return candidate
+        return None
+
+    # -- secrets and configs ---------------------------------------------------------------------------
+    def value_objects(self, kind: str, objs: list[Obj]) -> list[Exported]:
+        latest: dict[tuple[str | None, str], tuple[_Id, Obj]] = {}
+        for obj in objs:
+            name = obj["Spec"]["Name"]
+            if kind == "Config" and name.startswith(LEASE_PREFIX):
+                continue
+            ident = _identity(name, obj["Spec"].get("Labels"))
+            self.values[kind][obj["ID"]] = ident
+            key = (ident.namespace, ident.name)
+            if key not in latest or _version(obj) > _version(latest[key][1]):
+                latest[key] = (ident, obj)
+        return [self.value(kind, ident, obj) for ident, obj in latest.values()]
+
+    def value(self, kind: str, ident: _Id, obj: Obj, *, copy_of: str | None = None) -> Exported:
+        spec_kind = "Swarm" + kind
+        labels = obj["Spec"].get("Labels") or {}
+        if copy_of is None:
+            comments = self._origin(obj["Spec"]["Name"], labels, ident)
+        else:
+            comments = [f"A copy of {copy_of}, for the services of this namespace that use it."]
+        spec: dict[str, Any] = {}
+        data = obj["Spec"].get("Data")
+        if kind == "Config" and data is not None:
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except binascii.Error:
+                raw = None
+            text = _text(raw) if raw is not None else None
+            if text is not None:
+                spec["stringData"] = text
+            else:
+                spec["data"] = data
+        else:
+            spec["file"] = f"{ident.name}.txt"
+            comments.append(
+                f"The value cannot be read back from swarm: put it in {ident.name}.txt beside this file "
+                "(or use env: or stringData:) before applying."
+            )
+        if _user_labels(labels):
+            spec["labels"] = _user_labels(labels)
+        return Exported(spec_kind, ident.name, ident.namespace, _document(spec_kind, ident, spec), comments)
+
+    def copy(self, kind: str, namespace: str | None, name: str, ref: Obj) -> None:
+        """A secret/config of another namespace (or of none) used by a service: specs refer only
+        within their namespace, so the service's namespace gets a spec of its own for it."""
+        if ("Swarm" + kind, namespace, name) in self.exported:
+            return
+        objs = self.state.secrets if kind == "Secret" else self.state.configs
+        original = next((o for o in objs if o["ID"] == ref.get(kind + "ID")), None)
+        swarm_name = ref.get(kind + "Name", name)
+        obj = original or {"ID": "", "Spec": {"Name": swarm_name, "Labels": {}}}
+        copy = self.value(kind, _Id(namespace, name), obj, copy_of=swarm_name)
+        self.exported[(copy.kind, namespace, name)] = copy
+
+    # -- services ------------------------------------------------------------------------------------
+    def service(self, svc: Obj) -> Exported:
+        raw = svc["Spec"]
+        ident = _identity(raw["Name"], raw.get("Labels"))
+        comments = self._origin(raw["Name"], raw.get("Labels") or {}, ident)
+        spec = _ServiceUnbuilder(self, ident, raw, comments).spec()
+        return Exported("SwarmService", ident.name, ident.namespace, _document("SwarmService", ident, spec), comments)
+
+    def _origin(self, swarm_name: str, labels: Mapping[str, str], ident: _Id) -> list[str]:
+        comments = []
+        if not L.is_managed(labels):
+            comments.append(f"{swarm_name} was made outside swarmkeeper: apply with --adopt to take it over in place.")
+        if ident.renamed:
+            comments.append(
+                f"{swarm_name} is not a name a spec can produce: exported as {ident.name}, which applying "
+                "creates next to it (the original is left alone)."
+            )
+        return comments
+
+
+def _version(obj: Obj) -> int:
+    try:
+        return int((obj["Spec"].get("Labels") or {}).get(L.VERSION, "0"))
+    except ValueError:
+        return 0
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # Text that YAML would not give back byte for byte (control characters, CR) stays base64.
+    if any(ord(c) < 32 and c not in "\n\t" for c in text):
+        return None
+    return text
+
+
+_CONTAINER_FIELDS = frozenset(
+    {
+        "Image",
+        "Labels",
+        "Command",
+        "Args",
+        "Hostname",
+        "Env",
+        "Dir",
+        "User",
+        "Mounts",
+        "StopSignal",
+        "StopGracePeriod",
+        "Healthcheck",
+        "ReadOnly",
+        "Init",
+        "Secrets",
+        "Configs",
+        "CapabilityAdd",
+        "CapabilityDrop",
+    }
+)
+_TASK_FIELDS = frozenset(
+    {"ContainerSpec", "Resources", "RestartPolicy", "Placement", "Networks", "LogDriver", "ForceUpdate"}
+)
+_SERVICE_FIELDS = frozenset(
+    {"Name", "Labels", "TaskTemplate", "Mode", "UpdateConfig", "RollbackConfig", "EndpointSpec", "Networks"}
+)
+# Values the engine reports for fields nobody set; not worth a comment.
+_DEFAULTS = {("Isolation", "default"), ("Runtime", "container")}
+
+
+class _ServiceUnbuilder:
+    def __init__(self, exporter: _Exporter, ident: _Id, raw: Obj, comments: list[str]) -> None:
+        self.exporter = exporter
+        self.ident = ident
+        self.raw = raw
+        self.comments = comments
+        self.task: Obj = raw.get("TaskTemplate") or {}
+        self.container: Obj = self.task.get("ContainerSpec") or {}
+
+    def dropped(self, where: str, fields: Mapping[str, Any], known: frozenset[str]) -> None:
+        for k, v in fields.items():
+            if k not in known and not _empty(v) and (k, v) not in _DEFAULTS:
+                self.comments.append(
+                    f"{where}{k} is not exported: SwarmService has no field for it (applying drops it)"
+                )
+
+    def spec(self) -> dict[str, Any]:
+        c, task, raw = self.container, self.task, self.raw
+        self.dropped("", raw, _SERVICE_FIELDS)
+        self.dropped("TaskTemplate.", task, _TASK_FIELDS)
+        self.dropped("ContainerSpec.", c, _CONTAINER_FIELDS)
+        spec: dict[str, Any] = {"image": c.get("Image", "")}
+        for key, out in (("Command", "command"), ("Args", "args")):
+            if c.get(key) is not None:
+                spec[out] = list(c[key])
+        env = self.env()
+        if env:
+            spec["env"] = env
+        labels = _user_labels(raw.get("Labels"))
+        if self.ident.namespace and labels.get(L.STACK_IMAGE) == spec["image"]:
+            del labels[L.STACK_IMAGE]
+        if labels:
+            spec["labels"] = labels
+        container_labels = dict(c.get("Labels") or {})
+        if self.ident.namespace and container_labels.get(L.STACK_NAMESPACE) == self.ident.namespace:
+            del container_labels[L.STACK_NAMESPACE]
+        if container_labels:
+            spec["containerLabels"] = container_labels
+        spec.update(self.mode())
+        for key, items in (
+            ("networks", self.networks()),
+            ("secrets", self.refs("Secret")),
+            ("configs", self.refs("Config")),
+        ):
+            if items:
+                spec[key] = items
+        endpoint = raw.get("EndpointSpec") or {}
+        ports = [self.port(p) for p in endpoint.get("Ports") or []]
+        if ports:
+            spec["ports"] = ports
+        if endpoint.get("Mode", "vip") != "vip":
+            spec["endpointMode"] = endpoint["Mode"]
+        for key, value in (
+            ("placement", self.placement()),
+            ("resources", self.resources()),
+            ("restartPolicy", self.restart()),
+            ("updateConfig", self.update("UpdateConfig")),
+            ("rollbackConfig", self.update("RollbackConfig")),
+            ("healthcheck", self.healthcheck()),
+        ):
+            if value:
+                spec[key] = value
+        mounts = [self.mount(m) for m in c.get("Mounts") or []]
+        if mounts:
+            spec["mounts"] = mounts
+        for key, out in (("User", "user"), ("Dir", "workdir"), ("Hostname", "hostname"), ("StopSignal", "stopSignal")):
+            if c.get(key):
+                spec[out] = c[key]
+        if c.get("StopGracePeriod") is not None:
+            spec["stopGracePeriod"] = _duration(c["StopGracePeriod"])
+        if c.get("Init") is not None:
+            spec["init"] = c["Init"]
+        if c.get("ReadOnly"):
+            spec["readOnly"] = True
+        for key, out in (("CapabilityAdd", "capAdd"), ("CapabilityDrop", "capDrop")):
+            if c.get(key):
+                spec[out] = list(c[key])
+        log = task.get("LogDriver")
+        if log and log.get("Name"):
+            spec["logDriver"] = {
+                "name": log["Name"],
+                **({"options": dict(log["Options"])} if log.get("Options") else {}),
+            }
+        return spec
+
+    def env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for entry in self.container.get("Env") or []:
+            key, eq, value = entry.partition("=")
+            if not eq:
+                self.comments.append(f"env {key} has no value, which a spec cannot say: not exported")
+                continue
+            out[key] = value
+        return out
+
+    def mode(self) -> dict[str, Any]:
+        mode = self.raw.get("Mode") or {"Replicated": {}}
+        if "Global" in mode:
+            return {"mode": "global"}
+        if "GlobalJob" in mode:
+            return {"mode": "global-job"}
+        if "ReplicatedJob" in mode:
+            job = mode["ReplicatedJob"] or {}
+            out: dict[str, Any] = {"mode": "replicated-job", "replicas": job.get("TotalCompletions", 1)}
+            if job.get("MaxConcurrent", 1) != 1:
+                out["maxConcurrent"] = job["MaxConcurrent"]
+            return out
+        return {"replicas": (mode.get("Replicated") or {}).get("Replicas", 1)}
+
+    def networks(self) -> list[dict[str, Any]]:
+        out = []
+        ns = self.ident.namespace
+        for att in self.task.get("Networks") or self.raw.get("Networks") or []:
+            target = att.get("Target", "")
+            known = self.exporter.networks.get(target)
+            swarm_name = known[1]["Name"] if known else self.exporter.state.network_names.get(target, target)
+            aliases = [a for a in att.get("Aliases") or [] if not (ns and a == self.ident.name)]
+            if known and known[0].namespace == ns and not known[0].renamed:
+                entry: dict[str, Any] = {"name": known[0].name}
+            else:
+                entry = {"name": swarm_name, "external": True}
+            if aliases:
+                entry["aliases"] = aliases
+            out.append(entry)
+        return out
+
+    def refs(self, kind: str) -> list[dict[str, Any]]:
+        out = []
+        for ref in self.container.get(kind + "s") or []:
+            if "File" not in ref:
+                self.comments.append(f"a {kind.lower()} used other than as a file is not exported")
+                continue
+            ident = self.exporter.values[kind].get(ref.get(kind + "ID", ""))
+            name = ident.name if ident else spec_name(ref.get(kind + "Name", ""))
+            if ident is None or ident.namespace != self.ident.namespace:
+                self.exporter.copy(kind, self.ident.namespace, name, ref)
+                self.comments.append(
+                    f"{kind.lower()} {ref.get(kind + 'Name')} is not in this namespace: the spec names a "
+                    f"Swarm{kind} {name} of its own"
+                )
+            file = ref["File"]
+            entry: dict[str, Any] = {"source": name}
+            if file.get("Name") and file["Name"] != name:
+                entry["target"] = file["Name"]
+            for key in ("UID", "GID"):
+                if file.get(key, "0") != "0":
+                    entry[key.lower()] = file[key]
+            mode = file.get("Mode", 0o444)
+            if mode != 0o444:
+                entry["mode"] = f"0{mode:03o}"
+            out.append(entry)
+        return out
+
+    def port(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"target": p["TargetPort"]}
+        if p.get("PublishedPort"):
+            out["published"] = p["PublishedPort"]
+        if p.get("Protocol", "tcp") != "tcp":
+            out["protocol"] = p["Protocol"]
+        if p.get("PublishMode", "ingress") != "ingress":
+            out["mode"] = p["PublishMode"]
+        return out
+
+    def placement(self) -> dict[str, Any]:
+        p = self.task.get("Placement") or {}
+        out: dict[str, Any] = {}
+        if p.get("Constraints"):
+            out["constraints"] = list(p["Constraints"])
+        prefs = [{"spread": x["Spread"]["SpreadDescriptor"]} for x in p.get("Preferences") or [] if "Spread" in x]
+        if prefs:
+            out["preferences"] = prefs
+        if p.get("MaxReplicas"):
+            out["maxReplicasPerNode"] = p["MaxReplicas"]
+        if p.get("Platforms"):
+            self.comments.append("Placement.Platforms is not exported: SwarmService has no field for it")
+        return out
+
+    def resources(self) -> dict[str, Any]:
+        r = self.task.get("Resources") or {}
+        out: dict[str, Any] = {}
+        for key, section in (("Limits", "limits"), ("Reservations", "reservations")):
+            src = r.get(key) or {}
+            amounts: dict[str, Any] = {}
+            if src.get("NanoCPUs"):
+                amounts["cpus"] = _cpus(src["NanoCPUs"])
+            if src.get("MemoryBytes"):
+                amounts["memory"] = _size(src["MemoryBytes"])
+            if key == "Limits" and src.get("Pids"):
+                amounts["pids"] = src["Pids"]
+            if src.get("GenericResources"):
+                self.comments.append(f"Resources.{key}.GenericResources is not exported: no field for it")
+            if amounts:
+                out[section] = amounts
+        return out
+
+    def restart(self) -> dict[str, Any]:
+        r = self.task.get("RestartPolicy") or {}
+        out: dict[str, Any] = {}
+        if r.get("Condition", "any") != "any":
+            out["condition"] = r["Condition"]
+        if r.get("Delay") is not None:
+            out["delay"] = _duration(r["Delay"])
+        if r.get("MaxAttempts"):
+            out["maxAttempts"] = r["MaxAttempts"]
+        if r.get("Window"):
+            out["window"] = _duration(r["Window"])
+        return out
+
+    def update(self, key: str) -> dict[str, Any]:
+        u = self.raw.get(key) or {}
+        out: dict[str, Any] = {}
+        if u.get("Parallelism", 1) != 1:
+            out["parallelism"] = u["Parallelism"]
+        if u.get("Delay"):
+            out["delay"] = _duration(u["Delay"])
+        if u.get("FailureAction", "pause") != "pause":
+            out["failureAction"] = u["FailureAction"]
+        if u.get("Monitor"):
+            out["monitor"] = _duration(u["Monitor"])
+        if u.get("MaxFailureRatio"):
+            out["maxFailureRatio"] = u["MaxFailureRatio"]
+        if u.get("Order", "stop-first") != "stop-first":
+            out["order"] = u["Order"]
+        return out
+
+    def healthcheck(self) -> dict[str, Any]:
+        hc = self.container.get("Healthcheck")
+        if not hc:
+            return {}
+        out: dict[str, Any] = {}
+        if hc.get("Test"):
+            out["test"] = list(hc["Test"])
+        for key, name in (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "startPeriod")):
+            if hc.get(key):
+                out[name] = _duration(hc[key])
+        if hc.get("Retries"):
+            out["retries"] = hc["Retries"]
+        if hc.get("StartInterval"):
+            self.comments.append("Healthcheck.StartInterval is not exported: SwarmService has no field for it")
+        return out
+
+    def mount(self, m: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": m.get("Type", "volume")}
+        if m.get("Source"):
+            out["source"] = m["Source"]
+        out["target"] = m.get("Target", "")
+        if m.get("ReadOnly"):
+            out["readOnly"] = True
+        vol = m.get("VolumeOptions") or {}
+        options: dict[str, Any] = {}
+        if vol.get("NoCopy"):
+            options["noCopy"] = True
+        if vol.get("Labels"):
+            options["labels"] = dict(vol["Labels"])
+        driver = vol.get("DriverConfig") or {}
+        if driver.get("Name"):
+            options["driver"] = driver["Name"]
+            if driver.get("Options"):
+                options["driverOptions"] = dict(driver["Options"])
+        if options:
+            out["volume"] = options
+        tmpfs = m.get("TmpfsOptions") or {}
+        if tmpfs.get("SizeBytes"):
+            out["tmpfsSize"] = _size(tmpfs["SizeBytes"])
+        for key in ("BindOptions", "Consistency"):
+            if m.get(key) and m.get(key) != "default":
+                self.comments.append(f"mount {out['target']}: {key} is not exported: SwarmService has no field for it")
+        return out
