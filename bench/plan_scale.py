@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from workload import write_specs  # noqa: E402
+from workload import write_specs
 
-from swarmkeeper.engine.desired import resolve_desired  # noqa: E402
-from swarmkeeper.engine.plan import make_plan  # noqa: E402
-from swarmkeeper.loading import load_paths  # noqa: E402
-from swarmkeeper.swarm.observe import SwarmState  # noqa: E402
+from swarmkeeper.engine.desired import resolve_desired
+from swarmkeeper.engine.plan import make_plan
+from swarmkeeper.loading import load_paths
+from swarmkeeper.swarm.observe import SwarmState
 
 
 def main() -> None:
@@ -35,8 +35,10 @@ def main() -> None:
             t2 = time.perf_counter()
             objects = len(result.manifests)
             assert len(plan.steps) == objects
-            print(f"{n:>7} {objects:>8} {t1 - t0:>16.2f} {t2 - t1:>8.2f} {t2 - t0:>8.2f} "
-                  f"{(t2 - t0) / objects * 1e6:>10.0f}")
+            print(
+                f"{n:>7} {objects:>8} {t1 - t0:>16.2f} {t2 - t1:>8.2f} {t2 - t0:>8.2f} "
+                f"{(t2 - t0) / objects * 1e6:>10.0f}"
+            )
 
 
 if __name__ == "__main__":

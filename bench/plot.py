@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def main() -> None:
@@ -21,8 +21,10 @@ def main() -> None:
     ns = sorted(int(n) for n in data)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, phase, title in zip(
-        axes, ("create", "change", "delete"), ("cold create → all running", "one service changed → update done",
-                                               "delete everything → gone"), strict=True
+        axes,
+        ("create", "change", "delete"),
+        ("cold create → all running", "one service changed → update done", "delete everything → gone"),
+        strict=True,
     ):
         for tool, label in (("sk", "swarmkeeper"), ("stack", "docker stack deploy / rm")):
             ax.plot(ns, [data[str(n)][f"{phase}/{tool}"]["wall"] for n in ns], marker="o", label=label)

@@ -23,13 +23,15 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from engine_proxy import EngineProxy  # noqa: E402  (the recording proxy the tests use)
-from workload import write_compose, write_specs  # noqa: E402
+from workload import write_compose, write_specs
+
+from engine_proxy import EngineProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SK_NS, STACK_NS = "bsk", "bst"
+STACK_FIRST = int(os.environ.get("STACK_FIRST", "1"))  # which tool starts the first phase
 api = docker.APIClient(version="auto", timeout=120)
 
 
@@ -68,6 +70,7 @@ def all_running(ns: str, n: int) -> Callable[[], bool]:
         return len(svcs) == n and all(
             s["ServiceStatus"]["RunningTasks"] == s["ServiceStatus"]["DesiredTasks"] for s in svcs
         )
+
     return check
 
 
@@ -76,15 +79,25 @@ def update_done(ns: str, name: str) -> Callable[[], bool]:
         svc = api.inspect_service(f"{ns}_{name}")
         state = (svc.get("UpdateStatus") or {}).get("State")
         return state == "completed"
+
     return check
 
 
 def gone(ns: str) -> Callable[[], bool]:
     def check() -> bool:
         label = {"label": f"com.docker.stack.namespace={ns}"}
-        return not services(ns) and not api.networks(filters=label) and not api.secrets(filters=label) and not [
-            t for t in api.tasks() if t["Spec"].get("ContainerSpec", {}).get("Labels", {}).get(
-                "com.docker.stack.namespace") == ns and t["Status"]["State"] == "running"]
+        return (
+            not services(ns)
+            and not api.networks(filters=label)
+            and not api.secrets(filters=label)
+            and not [
+                t
+                for t in api.tasks()
+                if t["Spec"].get("ContainerSpec", {}).get("Labels", {}).get("com.docker.stack.namespace") == ns
+                and t["Status"]["State"] == "running"
+            ]
+        )
+
     return check
 
 
@@ -103,16 +116,24 @@ def bench(n: int, tmp: Path, proxy: EngineProxy) -> dict[str, dict[str, float]]:
         wait(settle)
         return {"wall": time.monotonic() - t, "command": cmd_time, **{f"calls_{k}": v for k, v in calls.items()}}
 
-    out["create/sk"] = measure("create", sk_apply, all_running(SK_NS, n))
-    out["create/stack"] = measure("create", stack, all_running(STACK_NS, n))
-    out["noop/sk"] = measure("noop", sk_apply, lambda: True)
-    out["noop/stack"] = measure("noop", stack, lambda: True)
-    write_specs(specs, n, SK_NS, release="2", changed=0)
-    write_compose(compose.parent, n, release="2", changed=0)
-    out["change/sk"] = measure("change", sk_apply, update_done(SK_NS, "svc0"))
-    out["change/stack"] = measure("change", stack, update_done(STACK_NS, "svc0"))
-    out["delete/sk"] = measure("delete", [SK, "delete", str(specs)], gone(SK_NS))
-    out["delete/stack"] = measure("delete", [DOCKER, "stack", "rm", STACK_NS], gone(STACK_NS))
+    # Each phase runs both tools back to back; which goes first alternates, so neither always
+    # meets the engine right after the other's burst of work.
+    phases: list[tuple[str, list[str], Callable[[], bool], list[str], Callable[[], bool]]] = [
+        ("create", sk_apply, all_running(SK_NS, n), stack, all_running(STACK_NS, n)),
+        ("noop", sk_apply, lambda: True, stack, lambda: True),
+        ("change", sk_apply, update_done(SK_NS, "svc0"), stack, update_done(STACK_NS, "svc0")),
+        ("delete", [SK, "delete", str(specs)], gone(SK_NS), [DOCKER, "stack", "rm", STACK_NS], gone(STACK_NS)),
+    ]
+    for i, (phase, sk_cmd, sk_done, stack_cmd, stack_done) in enumerate(phases):
+        if phase == "change":
+            write_specs(specs, n, SK_NS, release="2", changed=0)
+            write_compose(compose.parent, n, release="2", changed=0)
+        runs = [("sk", sk_cmd, sk_done), ("stack", stack_cmd, stack_done)]
+        if (i + STACK_FIRST) % 2:
+            runs.reverse()
+        for tool, cmd, done in runs:
+            out[f"{phase}/{tool}"] = measure(phase, cmd, done)
+            time.sleep(2)
     return out
 
 
@@ -126,13 +147,17 @@ def main() -> None:
             results[n] = bench(n, tmp, proxy)
             r = results[n]
             print(f"\nN={n}")
-            print(f"{'phase':<8} {'swarmkeeper s':>14} {'stack s':>9} {'ratio':>6} {'sk calls (mut/list)':>20} "
-                  f"{'stack calls (mut/list)':>23}")
+            print(
+                f"{'phase':<8} {'swarmkeeper s':>14} {'stack s':>9} {'ratio':>6} {'sk calls (mut/list)':>20} "
+                f"{'stack calls (mut/list)':>23}"
+            )
             for phase in ("create", "noop", "change", "delete"):
                 a, b = r[f"{phase}/sk"], r[f"{phase}/stack"]
-                print(f"{phase:<8} {a['wall']:>14.2f} {b['wall']:>9.2f} {a['wall'] / b['wall']:>6.2f} "
-                      f"{a['calls_total']:>8.0f} ({a['calls_mutating']:.0f}/{a['calls_list']:.0f}) "
-                      f"{b['calls_total']:>11.0f} ({b['calls_mutating']:.0f}/{b['calls_list']:.0f})")
+                print(
+                    f"{phase:<8} {a['wall']:>14.2f} {b['wall']:>9.2f} {a['wall'] / b['wall']:>6.2f} "
+                    f"{a['calls_total']:>8.0f} ({a['calls_mutating']:.0f}/{a['calls_list']:.0f}) "
+                    f"{b['calls_total']:>11.0f} ({b['calls_mutating']:.0f}/{b['calls_list']:.0f})"
+                )
             sys.stdout.flush()
     finally:
         proxy.stop()

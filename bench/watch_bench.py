@@ -23,7 +23,7 @@ import docker
 import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
-from workload import write_specs  # noqa: E402
+from workload import write_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
@@ -57,8 +57,9 @@ def wait_converged(ns: str, n: int, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         svcs = api.services(filters={"label": f"com.docker.stack.namespace={ns}"}, status=True)
-        if len(svcs) == n and all(s["ServiceStatus"]["RunningTasks"] == s["ServiceStatus"]["DesiredTasks"]
-                                  for s in svcs):
+        if len(svcs) == n and all(
+            s["ServiceStatus"]["RunningTasks"] == s["ServiceStatus"]["DesiredTasks"] for s in svcs
+        ):
             return
         time.sleep(0.5)
     raise TimeoutError("not converged")
@@ -66,8 +67,14 @@ def wait_converged(ns: str, n: int, timeout: float = 900) -> None:
 
 def proc_stats(pid: int) -> tuple[float, float]:
     """(RSS MiB, CPU seconds) of a process."""
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:")) / 1024
+    rss = (
+        next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        / 1024
+    )
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return rss, cpu
@@ -77,9 +84,24 @@ def run(n: int, saves: int, tmp: Path) -> None:
     ns = f"bw{n}"
     specs = write_specs(tmp / f"w{n}", n, ns)
     port = free_port()
-    log = open(tmp / f"watch{n}.log", "wb")
-    proc = subprocess.Popen([SK, "watch", str(specs), "--source", ns, "--status", "none", "--interval", "1s",
-                             "--metrics-addr", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp / f"watch{n}.log", "wb")  # noqa: SIM115 (kept open for the controller's lifetime)
+    proc = subprocess.Popen(
+        [
+            SK,
+            "watch",
+            str(specs),
+            "--source",
+            ns,
+            "--status",
+            "none",
+            "--interval",
+            "1s",
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         while True:
             try:
@@ -90,18 +112,26 @@ def run(n: int, saves: int, tmp: Path) -> None:
         wait_converged(ns, n)
         time.sleep(3)
         # idle: passes every second, nothing to do
-        m0, (rss0, cpu0), t0 = metrics(port), proc_stats(proc.pid), time.monotonic()
+        m0, (_rss0, cpu0), t0 = metrics(port), proc_stats(proc.pid), time.monotonic()
         time.sleep(20)
         m1, (rss1, cpu1), t1 = metrics(port), proc_stats(proc.pid), time.monotonic()
         passes = pick(m1, "swarmkeeper_reconcile_total") - pick(m0, "swarmkeeper_reconcile_total")
-        seconds = pick(m1, "swarmkeeper_reconcile_time_seconds_sum") - pick(m0, "swarmkeeper_reconcile_time_seconds_sum")
+        seconds = pick(m1, "swarmkeeper_reconcile_time_seconds_sum") - pick(
+            m0, "swarmkeeper_reconcile_time_seconds_sum"
+        )
         gets = pick(m1, "swarmkeeper_engine_requests_total", method="GET") - pick(
-            m0, "swarmkeeper_engine_requests_total", method="GET")
-        mut = sum(pick(m1, "swarmkeeper_engine_requests_total", method=x) - pick(
-            m0, "swarmkeeper_engine_requests_total", method=x) for x in ("POST", "PUT", "DELETE"))
-        print(f"N={n}: idle pass {seconds / passes * 1000:.0f} ms, {gets / passes:.1f} GET + {mut / passes:.1f} "
-              f"mutating calls per pass ({passes:.0f} passes); RSS {rss1:.0f} MiB; idle CPU "
-              f"{(cpu1 - cpu0) / (t1 - t0) * 100:.1f}% of a core")
+            m0, "swarmkeeper_engine_requests_total", method="GET"
+        )
+        mut = sum(
+            pick(m1, "swarmkeeper_engine_requests_total", method=x)
+            - pick(m0, "swarmkeeper_engine_requests_total", method=x)
+            for x in ("POST", "PUT", "DELETE")
+        )
+        print(
+            f"N={n}: idle pass {seconds / passes * 1000:.0f} ms, {gets / passes:.1f} GET + {mut / passes:.1f} "
+            f"mutating calls per pass ({passes:.0f} passes); RSS {rss1:.0f} MiB; idle CPU "
+            f"{(cpu1 - cpu0) / (t1 - t0) * 100:.1f}% of a core"
+        )
         if not saves:
             return
         # save → update started: the engine's own "service update" event time
@@ -127,8 +157,10 @@ def run(n: int, saves: int, tmp: Path) -> None:
             time.sleep(1.2)  # let the controller go idle between saves
         events.close()
         qs = statistics.quantiles(latencies, n=20)
-        print(f"N={n}: save → update started over {saves} saves: p50 {statistics.median(latencies):.0f} ms, "
-              f"p95 {qs[18]:.0f} ms, max {max(latencies):.0f} ms")
+        print(
+            f"N={n}: save → update started over {saves} saves: p50 {statistics.median(latencies):.0f} ms, "
+            f"p95 {qs[18]:.0f} ms, max {max(latencies):.0f} ms"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

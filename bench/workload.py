@@ -23,7 +23,9 @@ def write_specs(folder: Path, n: int, namespace: str, *, release: str = "1", cha
         docs.append(f"kind: SwarmNetwork\nmetadata: {{name: net{i}, namespace: {namespace}}}\nspec: {{}}\n")
     for i in range(secrets):
         (folder / f"secret{i}.txt").write_text(f"bench-secret-{i}")
-        docs.append(f"kind: SwarmSecret\nmetadata: {{name: secret{i}, namespace: {namespace}}}\nspec: {{file: secret{i}.txt}}\n")
+        docs.append(
+            f"kind: SwarmSecret\nmetadata: {{name: secret{i}, namespace: {namespace}}}\nspec: {{file: secret{i}.txt}}\n"
+        )
     for i in range(n):
         rel = release if changed == i else "1"
         docs.append(
@@ -40,8 +42,13 @@ def write_specs(folder: Path, n: int, namespace: str, *, release: str = "1", cha
               secrets: [{{source: secret{i % secrets}}}]
             """)
         )
-    text = "".join(f"---\napiVersion: swarmkeeper.io/v1alpha1\n{d}" for d in docs)
-    (folder / "workload.yaml").write_text(text)
+    # One file per 100 objects, as a real folder would be split (a file holds at most 100,000
+    # YAML nodes: the loader's guard against alias bombs).
+    for old in folder.glob("workload*.yaml"):
+        old.unlink()
+    for start in range(0, len(docs), 100):
+        text = "".join(f"---\napiVersion: swarmkeeper.io/v1alpha1\n{d}" for d in docs[start : start + 100])
+        (folder / f"workload-{start // 100:04d}.yaml").write_text(text)
     return folder
 
 

@@ -26,7 +26,7 @@ from .progress import service_progress
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENCY = 8
+MAX_CONCURRENCY = 32  # engine calls are I/O-bound; removals also wait for networks to detach
 
 
 @dataclass

@@ -5,14 +5,16 @@ Every file is read and every error collected, so one run shows the user everythi
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from ..api import SwarmConfig, SwarmSecret, SwarmService
 from .discovery import find_spec_files
-from .documents import decode, read_documents
+from .documents import Document, decode, read_documents
 from .envfiles import load_env_files
 from .errors import SpecError, sorted_errors
 from .files import FileProblem, MiB, format_size, read_bounded
@@ -71,7 +73,7 @@ def load_text(
         if isinstance(decoded, SpecError):
             return LoadResult([], [decoded])
         text = decoded
-    documents, errors = read_documents(text, file)
+    documents, errors = _read_documents_cached(text, file)
     manifests: list[Manifest] = []
     for number, document in enumerate(documents):
         if len(errors) >= MAX_ERRORS_PER_FILE:
@@ -99,3 +101,24 @@ def _resolve(manifest: Manifest, environ: Mapping[str, str]) -> tuple[Manifest, 
         file_env, errors = load_env_files(manifest)
         return replace(manifest, file_env=file_env), errors
     return manifest, []
+
+
+# A controller re-reads every spec file on every pass, and most files did not change since the
+# last one: parsing is the biggest part of a pass, so the parsed documents of each file are kept
+# while its text stays the same. Documents are immutable (validation only reads them).
+_parsed: dict[Path, tuple[str, tuple[list[Document], list[SpecError]]]] = {}
+_parsed_lock = threading.Lock()
+
+
+def _read_documents_cached(text: str, file: Path) -> tuple[list[Document], list[SpecError]]:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    with _parsed_lock:
+        hit = _parsed.get(file)
+    if hit is not None and hit[0] == digest:
+        return hit[1]
+    result = read_documents(text, file)
+    with _parsed_lock:
+        if len(_parsed) > 10_000:
+            _parsed.clear()
+        _parsed[file] = (digest, result)
+    return result

@@ -97,4 +97,5 @@ def connect(endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = N
     # Asking for the API version is the first call: an engine that is away fails here, and must
     # fail as an EngineError like any later call, so callers back off instead of crashing.
     with engine_errors():
-        return EngineClient(version="auto", timeout=timeout, **kwargs)
+        # One pooled connection per concurrent apply step (engine.apply runs up to 32 at once).
+        return EngineClient(version="auto", timeout=timeout, max_pool_size=32, **kwargs)

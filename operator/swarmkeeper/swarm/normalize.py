@@ -8,7 +8,6 @@ the engine compare equal.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,25 +80,32 @@ def normalize_service(spec: Mapping[str, Any], network_names: Mapping[str, str] 
 
     ``network_names`` maps network IDs to names: the engine stores attachments by ID.
     """
-    out: dict[str, Any] = copy.deepcopy(dict(spec))
-    task = out.setdefault("TaskTemplate", {})
+    # Shallow copies of exactly what is rewritten below; _prune builds the rest anew, so the
+    # caller's payload is never changed (a deep copy per service per pass was the pass's top cost).
+    out: dict[str, Any] = dict(spec)
+    task = dict(out.get("TaskTemplate") or {})
+    out["TaskTemplate"] = task
     # Engine API < 1.44 may still report attachments at the top level (deprecated there).
     if out.get("Networks") and not task.get("Networks"):
-        task["Networks"] = out.pop("Networks")
+        task["Networks"] = out["Networks"]
     out.pop("Networks", None)
     names = network_names or {}
-    for net in task.get("Networks") or []:
-        net["Target"] = names.get(net["Target"], net["Target"])
+    task["Networks"] = [
         # Aliases are a set to the engine; order in the spec is not meaningful.
-        net["Aliases"] = sorted(net.get("Aliases") or [])
-    container = task.get("ContainerSpec") or {}
+        {**net, "Target": names.get(net["Target"], net["Target"]), "Aliases": sorted(net.get("Aliases") or [])}
+        for net in task.get("Networks") or []
+    ]
+    container = dict(task.get("ContainerSpec") or {})
+    task["ContainerSpec"] = container
     # The environment is a set of distinct names (the spec merges them); docker stack deploy sorts
     # it, env files put theirs first: order is not a difference.
     if container.get("Env"):
         container["Env"] = sorted(container["Env"])
     for kind in ("Secret", "Config"):
-        for ref in container.get(kind + "s") or []:
-            ref.pop(kind + "ID", None)
+        if container.get(kind + "s"):
+            container[kind + "s"] = [
+                {k: v for k, v in ref.items() if k != kind + "ID"} for ref in container[kind + "s"]
+            ]
     out["Labels"] = _without_bookkeeping(out.get("Labels"))
     return dict(_prune(out, ()))
 
