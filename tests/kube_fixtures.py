@@ -110,6 +110,13 @@ class Kube:
         self.kubectl("apply", "-f", str(ROOT / "crds"))
         names = [f"crd/{kind}.swarmkeeper.io" for kind in KINDS]
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, timeout=90)
+        # The API server publishes a new CRD's OpenAPI schema (what `kubectl explain` and
+        # client-side validation read) a few seconds after the CRD is Established.
+        deadline = time.monotonic() + 60
+        while self.kubectl("explain", "ssvc.spec", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("the CRDs' OpenAPI schema was not published within 60 s")
+            time.sleep(0.5)
 
 
 def _run_script(script: Path, *args: str, env: dict[str, str], timeout: float) -> str:
