@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from controller_helpers import Controller, free_port
 from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,39 +195,8 @@ def release_custom_resources(kube: Kube, namespace: str) -> None:
 # --- the operator as a process -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OperatorProcess:
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path, port: int) -> None:
-        self.proc, self.log, self.port = proc, log, port
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples whose labels include ``labels``."""
-        text = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        total = 0.0
-        for line in text.splitlines():
-            m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-            if not m:
-                continue
-            have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
-            if all(have.get(k) == v for k, v in labels.items()):
-                total += float(m.group(2))
-        return total
-
-    def ready(self) -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+class OperatorProcess(Controller):
+    """A running ``swarmkeeper operator``: the controller process helpers, plus what only it has."""
 
     def leading(self) -> bool:
         try:
@@ -237,16 +206,6 @@ class OperatorProcess:
 
     def engine_writes(self) -> float:
         return sum(self.metric("swarmkeeper_engine_requests_total", method=m) for m in ("POST", "PUT", "DELETE"))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
 
 
 def start_operator(
