@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,31 +26,13 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from git_helpers import GitRepo, github_headers, push_event, smart_http  # noqa: E402
+from controller_helpers import free_port  # noqa: E402
+from git_helpers import GitRepo, github_headers, push_event, smart_http, web_spec  # noqa: E402
 
 SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
 SECRET = b"bench-webhook-secret"
 TOKEN = "bench-token"
 api = docker.APIClient(version="auto", timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spec(ns: str, release: int) -> str:
-    return f"""\
-    apiVersion: swarmkeeper.io/v1alpha1
-    kind: SwarmService
-    metadata: {{name: web, namespace: {ns}}}
-    spec:
-      image: local/busybox:1
-      command: ["sleep", "3600"]
-      env: {{RELEASE: "{release}"}}
-      stopGracePeriod: 1s
-    """
 
 
 @contextlib.contextmanager
@@ -82,7 +63,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -
 def run(pushes: int, transport: str, tmp: Path) -> None:
     ns = f"bgit{int(time.time()) % 100000}"
     repo = GitRepo(tmp / "repos" / "specs")
-    repo.write("specs/web.yaml", spec(ns, 0))
+    repo.write("specs/web.yaml", web_spec(ns, 0))
     repo.commit("release 0")
     (tmp / "secret").write_bytes(SECRET)
     name = f"{ns}_web"
@@ -111,7 +92,7 @@ def run(pushes: int, transport: str, tmp: Path) -> None:
             threading.Thread(target=follow, daemon=True).start()
             latencies, push_times = [], []
             for i in range(1, pushes + 1):
-                repo.write("specs/web.yaml", spec(ns, i))
+                repo.write("specs/web.yaml", web_spec(ns, i))
                 sha = repo.commit(f"release {i}", push=False)
                 got.clear()
                 before = time.time_ns()

@@ -4,7 +4,11 @@ For N services (with N/10 networks and N/10 secrets): cold create until every ta
 re-apply (wall time and Engine API calls, counted by a proxy on the engine socket), one service
 changed until its update completed, and removal of everything. Prints a table with ratios.
 
-    .venv/bin/python bench/stack_compare.py 10 50 200
+Create and delete run each tool alone on an engine holding nothing else; no-op and change run
+with both deployed. Each is measured ROUNDS times (default 2), alternating which tool goes first;
+the table shows the median, the raw file every run.
+
+    ROUNDS=3 .venv/bin/python bench/stack_compare.py 10 50 200
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SK_NS, STACK_NS = "bsk", "bst"
+tools_ns = {"sk": SK_NS, "stack": STACK_NS}
 STACK_FIRST = int(os.environ.get("STACK_FIRST", "1"))  # which tool starts the first phase
 api = docker.APIClient(version="auto", timeout=120)
 
@@ -101,50 +107,70 @@ def gone(ns: str) -> Callable[[], bool]:
     return check
 
 
-def bench(n: int, tmp: Path, proxy: EngineProxy) -> dict[str, dict[str, float]]:
+def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int) -> dict[str, dict[str, float]]:
     specs = write_specs(tmp / f"specs{n}", n, SK_NS)
     compose = write_compose(tmp / f"compose{n}", n)
     sk_apply = [SK, "apply", str(specs)]
+    sk_delete = [SK, "delete", str(specs)]
     stack = [DOCKER, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", "--prune", STACK_NS]
-    out: dict[str, dict[str, float]] = {}
+    stack_rm = [DOCKER, "stack", "rm", STACK_NS]
+    samples: dict[str, list[dict[str, float]]] = {}
 
-    def measure(label: str, cmd: list[str], settle: Callable[[], bool]) -> dict[str, float]:
+    def measure(key: str, cmd: list[str], settle: Callable[[], bool]) -> None:
         proxy.reset()
         t = time.monotonic()
         cmd_time = run(cmd, proxy)
         calls = counts(proxy)
         wait(settle)
-        return {"wall": time.monotonic() - t, "command": cmd_time, **{f"calls_{k}": v for k, v in calls.items()}}
+        sample = {"wall": time.monotonic() - t, "command": cmd_time, **{f"calls_{k}": v for k, v in calls.items()}}
+        samples.setdefault(key, []).append(sample)
+        time.sleep(2)
 
-    # Each phase runs both tools back to back; which goes first alternates, so neither always
-    # meets the engine right after the other's burst of work.
-    phases: list[tuple[str, list[str], Callable[[], bool], list[str], Callable[[], bool]]] = [
-        ("create", sk_apply, all_running(SK_NS, n), stack, all_running(STACK_NS, n)),
-        ("noop", sk_apply, lambda: True, stack, lambda: True),
-        ("change", sk_apply, update_done(SK_NS, "svc0"), stack, update_done(STACK_NS, "svc0")),
-        ("delete", [SK, "delete", str(specs)], gone(SK_NS), [DOCKER, "stack", "rm", STACK_NS], gone(STACK_NS)),
-    ]
-    for i, (phase, sk_cmd, sk_done, stack_cmd, stack_done) in enumerate(phases):
-        if phase == "change":
-            write_specs(specs, n, SK_NS, release="2", changed=0)
-            write_compose(compose.parent, n, release="2", changed=0)
-        runs = [("sk", sk_cmd, sk_done), ("stack", stack_cmd, stack_done)]
-        if (i + STACK_FIRST) % 2:
-            runs.reverse()
-        for tool, cmd, done in runs:
-            out[f"{phase}/{tool}"] = measure(phase, cmd, done)
-            time.sleep(2)
+    tools = {
+        "sk": (sk_apply, sk_delete, all_running(SK_NS, n), gone(SK_NS)),
+        "stack": (stack, stack_rm, all_running(STACK_NS, n), gone(STACK_NS)),
+    }
+    # Create and delete: each tool alone on an engine holding nothing else, in alternating order
+    # (the first create on an engine is slower than the next, whichever tool makes it).
+    for r in range(rounds):
+        order = ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
+        for tool in order:
+            up, down, running, removed = tools[tool]
+            measure(f"create/{tool}", up, running)
+            measure(f"delete/{tool}", down, removed)
+    # No-op and change: both deployed side by side, alternating which goes first.
+    for tool in ("sk", "stack"):
+        run(tools[tool][0], proxy)
+    wait(lambda: all_running(SK_NS, n)() and all_running(STACK_NS, n)())
+    for r in range(rounds):
+        order = ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
+        for tool in order:
+            measure(f"noop/{tool}", tools[tool][0], lambda: True)
+        release = str(r + 2)
+        write_specs(specs, n, SK_NS, release=release, changed=0)
+        write_compose(compose.parent, n, release=release, changed=0)
+        for tool in order:
+            measure(f"change/{tool}", tools[tool][0], update_done(tools_ns[tool], "svc0"))
+    for tool in ("sk", "stack"):
+        run(tools[tool][1], proxy)
+    wait(lambda: gone(SK_NS)() and gone(STACK_NS)())
+    # The median of each (tool, phase) over its runs; calls are the same in every run, the first's kept.
+    out: dict[str, dict[str, float]] = {}
+    for key, runs in samples.items():
+        walls = [x["wall"] for x in runs]
+        out[key] = {**runs[0], "wall": statistics.median(walls), "runs": walls}  # type: ignore[dict-item]
     return out
 
 
 def main() -> None:
+    rounds = int(os.environ.get("ROUNDS", "2"))
     counts = [int(a) for a in sys.argv[1:]] or [10, 50, 200]
     tmp = Path(tempfile.mkdtemp(prefix="skbench-"))
     proxy = EngineProxy(tmp / "engine.sock").start()
     results = {}
     try:
         for n in counts:
-            results[n] = bench(n, tmp, proxy)
+            results[n] = bench(n, tmp, proxy, rounds)
             r = results[n]
             print(f"\nN={n}")
             print(

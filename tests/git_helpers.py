@@ -273,6 +273,20 @@ def sops_decrypt(encrypted: Path, key_file: Path) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
+def web_spec(ns: str, release: int) -> str:
+    """A one-service spec whose RELEASE says which push it came from."""
+    return f"""\
+    apiVersion: swarmkeeper.io/v1alpha1
+    kind: SwarmService
+    metadata: {{name: web, namespace: {ns}}}
+    spec:
+      image: local/busybox:1
+      command: ["sleep", "3600"]
+      env: {{RELEASE: "{release}"}}
+      stopGracePeriod: 1s
+    """
+
+
 def push_event(ref: str, after: str) -> bytes:
     return json.dumps({"ref": ref, "after": after, "repository": {"name": "specs"}}).encode()
 

@@ -23,6 +23,7 @@ from git_helpers import (
     service_label,
     smart_http,
     sync_process,
+    web_spec,
 )
 from helpers import wait_for
 from swarmkeeper.sources.webhook import Push, Route, Unverified, handle, verify
@@ -32,24 +33,11 @@ TOKEN = "git-access-token-for-tests"
 REVISION = "io.swarmkeeper.revision"
 
 
-def spec(ns: str, release: int) -> str:
-    return f"""\
-    apiVersion: swarmkeeper.io/v1alpha1
-    kind: SwarmService
-    metadata: {{name: web, namespace: {ns}}}
-    spec:
-      image: local/busybox:1
-      command: ["sleep", "3600"]
-      env: {{RELEASE: "{release}"}}
-      stopGracePeriod: 1s
-    """
-
-
 def test_push_webhooks_trigger_a_fetch_and_bad_signatures_change_nothing(
     docker_api: docker.APIClient, local_image: str, namespace: str, tmp_path: Path
 ) -> None:
     repo = GitRepo(tmp_path / "repos" / "specs")
-    repo.write("specs/web.yaml", spec(namespace, 1))
+    repo.write("specs/web.yaml", web_spec(namespace, 1))
     first = repo.commit("release 1")
     (tmp_path / "secret").write_bytes(SECRET + b"\n")
     (tmp_path / "token").write_text(TOKEN + "\n")
@@ -66,7 +54,7 @@ def test_push_webhooks_trigger_a_fetch_and_bad_signatures_change_nothing(
             wait_for(lambda: service_label(docker_api, name, REVISION) == first, timeout=60, message="never applied")
             assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
 
-            repo.write("specs/web.yaml", spec(namespace, 2))
+            repo.write("specs/web.yaml", web_spec(namespace, 2))
             second = repo.commit("release 2")
             body = push_event("refs/heads/main", second)
             forged = github_headers(body, b"not-the-secret")
@@ -87,13 +75,13 @@ def test_push_webhooks_trigger_a_fetch_and_bad_signatures_change_nothing(
             wait_for(lambda: service_label(docker_api, name, REVISION) == second, timeout=30, message="github push")
             assert time.monotonic() - started < 15
 
-            repo.write("specs/web.yaml", spec(namespace, 3))
+            repo.write("specs/web.yaml", web_spec(namespace, 3))
             third = repo.commit("release 3")
             body = push_event("refs/heads/main", third)
             assert post_hook(port, body, gitlab_headers(SECRET)).status_code == 202
             wait_for(lambda: service_label(docker_api, name, REVISION) == third, timeout=30, message="gitlab push")
 
-            repo.write("specs/web.yaml", spec(namespace, 4))
+            repo.write("specs/web.yaml", web_spec(namespace, 4))
             fourth = repo.commit("release 4")
             body = push_event("refs/heads/main", fourth)
             path = f"/hooks/{namespace}-hooks"

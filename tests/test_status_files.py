@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from swarmkeeper.loading.spans import document_spans, split_lines
 from swarmkeeper.sources import status_files
 from swarmkeeper.sources.status_files import (
     TEMP_SUFFIX,
@@ -314,8 +315,8 @@ def test_indented_top_level_mapping(tmp_path: Path) -> None:
     ],
 )
 def test_documents_are_counted_like_ruamel(text: str) -> None:
-    lines = status_files._split_lines(text)
-    assert len(status_files._documents(lines)) == len(list(YAML(typ="rt").load_all(text)))
+    lines = split_lines(text)
+    assert len(document_spans(lines)) == len(list(YAML(typ="rt").load_all(text)))
 
 
 def test_folder_mode_writes_and_reads_back(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from ..swarm.build import (
 )
 from ..swarm.observe import Key, SwarmState, value_version
 from .adopt import foreign_service, foreign_value
-from .fingerprint import matches
+from .fingerprint import check_ahead, matches
 
 ValueKind = Literal["secret", "config"]
 
@@ -136,6 +136,13 @@ def resolve_desired(
     compared, so it only lands on the objects a pass actually changes. ``adopt``: objects made
     outside swarmkeeper under the same names are what the specs refer to (adopt.py)."""
     desired = Desired()
+    check_ahead(
+        (m.value.get_secret_value(), (versions[-1]["Spec"].get("Labels") or {}).get(L.FINGERPRINT))
+        for m in manifests
+        if isinstance(m.resource, SwarmSecret | SwarmConfig) and m.value is not None
+        for versions in [state.managed_values.get(m.key)]
+        if versions
+    )
     for m in manifests:
         res = m.resource
         if isinstance(res, SwarmNetwork):

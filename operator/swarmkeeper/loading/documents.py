@@ -27,6 +27,7 @@ from ruamel.yaml.reader import ReaderError
 
 from .errors import SpecError
 from .fieldpath import FieldPath, Position
+from .spans import Span, document_spans, split_lines
 
 # Per file, documents and expanded aliases included: far above any real spec file, far below what
 # an alias bomb expands to, and small enough that a file at the limit is read in about a second.
@@ -64,12 +65,108 @@ def decode(raw: bytes, file: Path) -> str | SpecError:
 
 def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecError]]:
     """Every non-empty document of ``text``; reading stops at the first YAML syntax error."""
-    documents: list[Document] = []
-    errors: list[SpecError] = []
-    too_deep = _indentation_bomb(text)
+    too_deep = too_deeply_nested(text)
     if too_deep is not None:
         return [], [SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=too_deep, column=1)]
-    yaml = _new_yaml()
+    if _SPLIT_UNSAFE.search(text) is not None:
+        whole = _read_whole(text, file)
+        return whole.documents, whole.errors
+    lines = split_lines(text)
+    spans = document_spans(lines)
+    texts = ["".join(lines[span.start : span.end]) for span in spans]
+    # Mostly read before: a save that changed a few documents of a watched file. Reading a document
+    # on its own costs about twice its share of a whole-file read, so a new file is read whole.
+    if texts and 2 * sum(text in _parts for text in texts) >= len(texts):
+        documents = _from_parts(texts, spans)
+        if documents is not None:
+            return documents, []
+    whole = _read_whole(text, file)
+    if not whole.errors and len(whole.nodes) == len(spans):
+        _remember_parts(whole, texts, spans)
+    return whole.documents, whole.errors
+
+
+# What only a whole-file read gets right: directives and '...' apply across document boundaries,
+# and odd line breaks and BOMs shift what the parser counts against what a line split counts.
+_SPLIT_UNSAFE = re.compile(r"^(?:%|\.\.\.)|[\x85\u2028\u2029\ufeff]|\r(?!\n)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class _Read:
+    documents: list[Document]
+    errors: list[SpecError]
+    nodes: list[int]  # per document the parser saw (empty ones included), counted against MAX_NODES
+
+
+# Each document's text → how it reads on its own, at line 1 of its own text. A watched file of a
+# hundred objects changes one document at a time; only that one is read again. Bounded: cleared
+# when full, which costs one whole-file read per file afterwards.
+_parts: dict[str, _Read] = {}
+_MAX_PARTS = 20_000
+
+
+def _read_by_document(text: str) -> list[Document] | None:
+    """Every document of ``text`` read on its own (each kept for next time); None where only a
+    whole-file read gives the right result: errors, directives, '...', odd line breaks."""
+    if _SPLIT_UNSAFE.search(text) is not None:
+        return None
+    lines = split_lines(text)
+    spans = document_spans(lines)
+    return _from_parts(["".join(lines[span.start : span.end]) for span in spans], spans)
+
+
+def _from_parts(texts: list[str], spans: list[Span]) -> list[Document] | None:
+    """The whole-file read's result, exactly, from the documents' own reads; None on any doubt."""
+    documents: list[Document] = []
+    nodes = 0
+    for index, (text, span) in enumerate(zip(texts, spans, strict=True)):
+        part = _parts.get(text)
+        if part is None:
+            # Errors are never reported from here (the whole file is read again for them): no file name.
+            part = _read_whole(text, Path())
+            if not part.errors and len(part.nodes) == 1:
+                _keep(text, part)
+        if part.errors or len(part.nodes) != 1:
+            return None
+        nodes += part.nodes[0]
+        if nodes > MAX_NODES:
+            return None
+        documents += (_moved(document, index, span.start) for document in part.documents)
+    return documents
+
+
+def _remember_parts(whole: _Read, texts: list[str], spans: list[Span]) -> None:
+    """Keep each document of a whole-file read as its own read would have given it."""
+    by_index = {document.index: document for document in whole.documents}
+    for index, (text, span) in enumerate(zip(texts, spans, strict=True)):
+        document = by_index.get(index)
+        own = [] if document is None else [_moved(document, 0, -span.start)]
+        _keep(text, _Read(own, [], [whole.nodes[index]]))
+
+
+def _keep(text: str, part: _Read) -> None:
+    if len(_parts) >= _MAX_PARTS:
+        _parts.clear()
+    _parts[text] = part
+
+
+def _moved(document: Document, index: int, lines_down: int) -> Document:
+    """A document placed ``lines_down`` lines further down its file, as document ``index``."""
+    if index == document.index and lines_down == 0:
+        return document
+    return Document(
+        index=index,
+        data=document.data,
+        line=None if document.line is None else document.line + lines_down,
+        positions={path: (line + lines_down, column) for path, (line, column) in document.positions.items()},
+    )
+
+
+def _read_whole(text: str, file: Path) -> _Read:
+    documents: list[Document] = []
+    errors: list[SpecError] = []
+    nodes: list[int] = []
+    yaml = fast_yaml()
     lines = _Lines(text)
     converter = _Converter(yaml.constructor, lines)  # one per file: the node budget covers every document
     stream = yaml.compose_all(text)
@@ -85,6 +182,7 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
         except RecursionError:
             errors.append(SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file))
             break
+        before = converter.nodes
         try:
             # Empty documents count too: a million of them cost time though they hold nothing.
             converter.count(node)
@@ -94,11 +192,12 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
             errors.append(SpecError(exc.message, file=file, line=exc.line, column=exc.column))
             if exc.fatal:
                 break
+        nodes.append(converter.nodes - before)
         index += 1
-    return documents, errors
+    return _Read(documents, errors, nodes)
 
 
-def _new_yaml() -> Any:
+def fast_yaml() -> Any:
     # Parsing and composing run in C (ruamel.yaml.clib): the pure-Python round-trip parser is
     # ~20x slower, and comments are not needed to read specs (status write-back keeps them by
     # splicing lines instead). A fresh instance per text: the composer keeps state after an error.
@@ -113,13 +212,15 @@ def _is_null(node: Any) -> bool:
     return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
-def _indentation_bomb(text: str) -> int | None:
+def too_deeply_nested(text: str) -> int | None:
     """1-based line of a flow nesting deeper than the limit, checked before the parser recurses.
 
     The C composer recurses once per level; a 100,000-deep ``[[[[...`` must be refused before it
     gets there. Brackets inside quotes count too: a false alarm needs a string with 64 unclosed
     brackets, which no spec has.
     """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None  # the common case, decided without a character loop in Python
     depth, line = 0, 1
     for ch in text:
         if ch in "[{":

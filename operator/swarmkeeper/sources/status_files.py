@@ -23,6 +23,7 @@ Both writers are built for a controller that writes status after every pass:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -37,8 +38,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode
+
+from ..loading.documents import fast_yaml, too_deeply_nested
+from ..loading.spans import Span, document_spans, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +56,10 @@ _MAX_DEPTH = 64
 _MAX_NODES = 100_000  # far above any real spec, far below what an alias bomb expands to
 _NEW_FILE_MODE = 0o644
 
-# Document markers count only at column 0, followed by a blank or the end of the line; YAML forbids
-# them inside any scalar there, so a line-based split finds the same documents as the parser.
-_DOC_START = re.compile(r"---(?:[ \t]|\r?\n?\Z)")
-_DOC_END = re.compile(r"\.\.\.(?:[ \t][^\r\n]*)?\r?\n?\Z")
 # Line breaks that ruamel counts but splitting at "\n" does not: with any of these in a file, the
 # parser's line numbers and ours would disagree, so such a file is not spliced.
 _ODD_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _STATUS_KEY = re.compile(r"""(?:status|'status'|"status")[ \t]*:""")
 
 # What ruamel raises for bad input: syntax errors, and Python constructors failing on an
@@ -94,8 +95,8 @@ class StatusWriter(Protocol):
 
 def read_status(file: Path, document: int) -> dict[str, Any] | None:
     """The ``status:`` mapping of one document as plain data; None if absent or unreadable."""
-    data = _read_document(file, document)
-    return None if data is None else _status_of(data)
+    parsed = _read_document(file, document)
+    return None if parsed is None else parsed.status
 
 
 def make_writer(mode: Literal["inline", "file", "none"], root: Path) -> StatusWriter:
@@ -132,10 +133,10 @@ class InlineStatusWriter:
     def read(
         self, entry_file: Path, document: int, kind: str, name: str, namespace: str | None
     ) -> dict[str, Any] | None:
-        data = _read_document(entry_file, document)
-        if data is None or not _is_object(data, kind, name):
+        parsed = _read_document(entry_file, document)
+        if parsed is None or not _is_object(parsed.data, kind, name):
             return None
-        return _status_of(data)
+        return parsed.status
 
     def is_own_write(self, path: Path) -> bool:
         return self._own.matches(path)
@@ -245,14 +246,8 @@ class _Unusable(Exception):
 
 
 @dataclass(frozen=True)
-class _Span:
-    start: int  # first line: the document's '---' line, or 0 for a first document without one
-    end: int  # first line after its body: its '...' line, the next '---' line, or the line count
-
-
-@dataclass(frozen=True)
 class _Located:
-    data: Any  # the document as ruamel's CommentedMap
+    parsed: _Parsed
     indent: int  # column of its top-level keys
     block: tuple[int, int] | None  # lines [first, end) of the status block, if there is one
     insert_at: int  # where a new block goes: after the last line of content
@@ -265,9 +260,9 @@ def _splice_file(raw: bytes, changes: Mapping[int, StatusEntry], file: Path) -> 
     if _ODD_BREAK.search(text):
         log.warning("status not written to %s: it uses line breaks other than \\n and \\r\\n", file)
         return None
-    lines = _split_lines(text)
+    view, spans = _view(text)
+    lines = list(view)
     eol = "\r\n" if next((line for line in lines if line.endswith("\n")), "").endswith("\r\n") else "\n"
-    spans = _documents(lines)
     changed = False
     # Bottom-up, so that splicing one document leaves the line numbers of those above it valid.
     for index in sorted(changes, reverse=True):
@@ -288,51 +283,83 @@ def _splice_file(raw: bytes, changes: Mapping[int, StatusEntry], file: Path) -> 
     return _BOM + new if bom else new
 
 
-def _splice_document(lines: list[str], span: _Span, entry: StatusEntry, eol: str) -> list[str] | None:
+def _splice_document(lines: list[str], span: Span, entry: StatusEntry, eol: str) -> list[str] | None:
     """``lines`` with this document's status block replaced, or None when it is already right."""
     old = _locate(lines, span)
-    if not _is_object(old.data, entry.kind, entry.name):
+    if not _is_object(old.parsed.data, entry.kind, entry.name):
         raise _Unusable(f"it no longer holds {entry.kind} {entry.name}")
     first, end = old.block if old.block is not None else (old.insert_at, old.insert_at)
     if old.block is None and entry.status is None:
         return None
     wanted = None if entry.status is None else _plain(entry.status)
+    if wanted is not None and _same(old.parsed.status, wanted):
+        return None  # the same data, however it is formatted: not worth touching the file
     block = [] if entry.status is None else _render_block(entry.status, old.indent, eol)
-    if block == lines[first:end]:
-        return None
-    if wanted is not None and _same(_status_of(old.data), wanted):
-        return None  # same data, formatted differently: not worth touching the file
     spliced = lines[:first] + block + lines[end:]
     _fix_line_ends(spliced, final_newline=not lines or lines[-1].endswith("\n"), eol=eol)
     # Proof before writing: the document still parses, and only its status changed.
-    new = _locate(spliced, _Span(span.start, span.end + len(block) - (end - first)))
-    if not _same(_without_status(new.data), _without_status(old.data)) or not _same(
-        _plain(new.data.get("status")), wanted
+    new = _locate(spliced, Span(span.start, span.end + len(block) - (end - first)))
+    if not _same(_without_status(new.parsed.data), _without_status(old.parsed.data)) or not _same(
+        _plain(new.parsed.data.get("status")), wanted
     ):
         raise _Unusable("the spliced document would not read back the same")
     return spliced
 
 
-def _locate(lines: Sequence[str], span: _Span) -> _Located:
+def _locate(lines: Sequence[str], span: Span) -> _Located:
     """Parse one document and find its top-level keys, the status block and its end."""
-    data = _load("".join(lines[span.start : span.end]))
-    if not isinstance(data, CommentedMap) or data.fa.flow_style():
-        raise _Unusable("it is not a block mapping")
-    # Keys merged in with `<<:` have no line of their own and are left out.
-    places = {key: data.lc.key(key) for key in data if key in data.lc.data}
-    if not places:
+    parsed = _parse("".join(lines[span.start : span.end]))
+    if not parsed.places:
         raise _Unusable("it has no keys of its own")
-    indent = int(min(column for _, column in places.values()))
-    starts = sorted(span.start + line for line, _ in places.values())
+    indent = min(column for _, _, column in parsed.places)
+    starts = sorted(span.start + line for _, line, _ in parsed.places)
     insert_at = _trim(lines, starts[-1], span.end, indent)
-    if "status" not in places:
-        return _Located(data, indent, None, insert_at)
-    first = span.start + places["status"][0]
+    status_line = next((line for key, line, _ in parsed.places if key == "status"), None)
+    if status_line is None:
+        return _Located(parsed, indent, None, insert_at)
+    first = span.start + status_line
     text = lines[first]
     if text[:indent].strip() or not _STATUS_KEY.match(text, indent):
         raise _Unusable("its status key is not where the parser says")  # guard against misaligned lines
     following = next((line for line in starts if line > first), span.end)
-    return _Located(data, indent, (first, _trim(lines, first, following, indent)), insert_at)
+    return _Located(parsed, indent, (first, _trim(lines, first, following, indent)), insert_at)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    data: dict[Any, Any]  # shared by every caller through the cache: read, never changed
+    places: tuple[tuple[str | None, int, int], ...]  # own top-level keys: (name, line, column), 0-based
+
+    @functools.cached_property
+    def status(self) -> dict[str, Any] | None:
+        return _status_of(self.data)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> _Parsed:
+    """One document's data and where its own keys are.
+
+    Cached by the document's text: a controller publishes status after every pass, and nearly every
+    document is the same text as last time. Parsed by the C parser (comments are not needed: the
+    splice is line-based), which is what makes a pass over hundreds of documents cheap.
+    """
+    if too_deeply_nested(text) is not None:
+        raise _Unusable(f"it is nested deeper than {_MAX_DEPTH} levels")
+    yaml = fast_yaml()
+    node = yaml.compose(text)
+    if not isinstance(node, MappingNode) or node.flow_style:
+        raise _Unusable("it is not a block mapping")
+    # Read before constructing the data: the constructor folds `<<:` merges into the node in place.
+    # Keys merged in with `<<:` have no line of their own and are left out.
+    places = tuple(
+        (key.value if isinstance(key, ScalarNode) else None, key.start_mark.line, key.start_mark.column)
+        for key, _ in node.value
+        if key.tag != _MERGE_TAG
+    )
+    data = yaml.constructor.construct_document(node)
+    if not isinstance(data, dict):
+        raise _Unusable("it is not a mapping")
+    return _Parsed(data, places)
 
 
 def _trim(lines: Sequence[str], first: int, end: int, indent: int) -> int:
@@ -351,36 +378,6 @@ def _trim(lines: Sequence[str], first: int, end: int, indent: int) -> int:
     return end
 
 
-def _documents(lines: Sequence[str]) -> list[_Span]:
-    """Every document, counted the way ruamel's load_all counts them (empty ones included)."""
-    spans: list[_Span] = []
-    start, explicit, content, end = 0, False, False, None
-    for number, line in enumerate(lines):
-        if _DOC_START.match(line):
-            if explicit or content:
-                spans.append(_Span(start, number if end is None else end))
-            start, explicit, content, end = number, True, False, None
-        elif _DOC_END.match(line):
-            end = number if end is None else end
-        elif not content:
-            # Only a first document without '---' needs content to count; comments and
-            # directives before the first '---' do not make one.
-            stripped = line.strip()
-            content = bool(stripped) and not stripped.startswith("#") and not line.startswith("%")
-    if explicit or content:
-        spans.append(_Span(start, len(lines) if end is None else end))
-    return spans
-
-
-def _split_lines(text: str) -> list[str]:
-    """Lines with their endings kept ("\\r\\n" stays whole), split at "\\n" only."""
-    pieces = text.split("\n")
-    lines = [piece + "\n" for piece in pieces[:-1]]
-    if pieces[-1]:
-        lines.append(pieces[-1])
-    return lines
-
-
 def _fix_line_ends(lines: list[str], final_newline: bool, eol: str) -> None:
     """Every line but the last ends in a newline; the last one does as the file's last did."""
     for number, line in enumerate(lines[:-1]):
@@ -397,20 +394,24 @@ def _render_block(status: Mapping[str, Any], indent: int, eol: str) -> list[str]
     return [" " * indent + line + eol for line in text.removesuffix("\n").split("\n")]
 
 
-def _read_document(file: Path, document: int) -> Any:
-    """One document as ruamel's CommentedMap; None if missing, unreadable or not a mapping."""
+def _read_document(file: Path, document: int) -> _Parsed | None:
+    """One document, read; None if missing, unreadable or not a block mapping."""
     try:
-        raw = file.read_bytes()
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-        lines = _split_lines(text)
-        spans = _documents(lines)
+        text = file.read_bytes().decode("utf-8").removeprefix("\ufeff")
+        lines, spans = _view(text)
         if not 0 <= document < len(spans):
             return None
         span = spans[document]
-        data = _load("".join(lines[span.start : span.end]))
-    except (OSError, UnicodeDecodeError, *_PARSE_ERRORS):
+        return _parse("".join(lines[span.start : span.end]))
+    except (OSError, UnicodeDecodeError, _Unusable, *_PARSE_ERRORS):
         return None
-    return data if isinstance(data, CommentedMap) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _view(text: str) -> tuple[tuple[str, ...], tuple[Span, ...]]:
+    """A file's lines and documents; cached, as every object of a file asks for its own status."""
+    lines = split_lines(text)
+    return tuple(lines), tuple(document_spans(lines))
 
 
 def _is_object(data: Any, kind: str, name: str) -> bool:
@@ -445,12 +446,18 @@ _ObjectKey = tuple[str, str | None, str]  # kind, namespace, name
 
 def _parse_objects(raw: bytes | None) -> dict[_ObjectKey, dict[str, Any]]:
     """The statuses in a ``.status`` file; an unreadable one counts as empty (it is ours to redo)."""
+    return {} if raw is None else dict(_parse_objects_of(raw))  # a copy: callers add to it
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_objects_of(raw: bytes) -> dict[_ObjectKey, dict[str, Any]]:
+    # Cached by content: every object of a spec file reads the same .status file in each pass.
     objects: dict[_ObjectKey, dict[str, Any]] = {}
-    if raw is None:
-        return objects
     try:
-        yaml = YAML(typ="safe", pure=True)
-        documents = list(yaml.load_all(raw.decode("utf-8")))
+        text = raw.decode("utf-8")
+        if too_deeply_nested(text) is not None:
+            return objects
+        documents = list(fast_yaml().load_all(text))
     except (UnicodeDecodeError, *_PARSE_ERRORS):
         return objects
     for doc in documents:
@@ -478,14 +485,6 @@ def _render_objects(objects: Mapping[_ObjectKey, dict[str, Any]]) -> bytes:
 
 
 # --- shared: YAML, data, files -------------------------------------------------------------------
-
-
-def _load(text: str) -> Any:
-    # A fresh instance per text: ruamel's composer keeps state after an error.
-    yaml = YAML(typ="rt", pure=True)
-    yaml.max_depth = _MAX_DEPTH + 1
-    yaml.composer.warn_double_anchors = False  # the warning would print source lines to stderr
-    return yaml.load(text)
 
 
 def _dump(documents: list[dict[str, Any]], explicit_start: bool) -> str:

@@ -57,13 +57,14 @@ def remove_network(client: EngineClient, network_id: str, *, settle: float = 30.
             holder = _IN_USE_BY_TASK.search(str(exc))
             if holder is None or time.monotonic() >= deadline or not _task_leaving(client, holder.group(1)):
                 raise
-            time.sleep(0.5)
-    # Back off while polling: many networks removed at once, each polled by its own thread, would
-    # otherwise load the engine while it is busy stopping the very tasks being waited for.
-    pause = 0.2
+            time.sleep(0.25)
+    # Back off while polling, but not far: many networks removed at once, each polled by its own
+    # thread, must not load the engine while it stops the very tasks waited for; yet every second
+    # of pause past the moment the network goes is a second added to the removal.
+    pause = 0.1
     while time.monotonic() < deadline and call(lambda: client.networks(ids=[network_id])):
         time.sleep(pause)
-        pause = min(pause * 1.5, 2.0)
+        pause = min(pause * 1.5, 0.5)
 
 
 _IN_USE_BY_TASK = re.compile(r"in use by task (\w+)")

