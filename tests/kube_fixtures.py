@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -138,6 +139,23 @@ def _apiserver_running(state: Path) -> bool:
         return str(state) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except (OSError, ValueError):
         return False
+
+
+@contextmanager
+def apiserver_stopped(kube: Kube) -> Iterator[None]:
+    """kube-apiserver killed (SIGKILL, as in a crash) for the body, etcd and the state dir left as they
+    are; then started again by ``kube-up.sh`` with the same data, certificates, token and port, and
+    ready with the CRDs served before this returns, whatever the body did: the session shares it."""
+    state = kube.kubeconfig.parent
+    assert _apiserver_running(state), f"no kube-apiserver of {state} runs"
+    os.kill(int((state / "kube-apiserver.pid").read_text().strip()), signal.SIGKILL)
+    try:
+        wait_for(lambda: not _apiserver_running(state), timeout=30, message="kube-apiserver did not die")
+        yield
+    finally:
+        env = {**os.environ, "SWARMKEEPER_KUBE_BIN": str(kube.bin_dir)}
+        _run_script(CI / "kube-up.sh", str(state), env=env, timeout=300)
+        kube.install_crds()
 
 
 @pytest.fixture(scope="session")

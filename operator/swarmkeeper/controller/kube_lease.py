@@ -9,6 +9,8 @@ The same rules as client-go's leader election, so the Lease reads the same in ``
   ``leaseDurationSeconds`` on its own monotonic clock: no trust in other machines' clocks;
 * a holder that cannot renew gives up after ``renew_deadline`` (2/3 of the ttl), measured from
   its last successful renewal: well before anyone else may take over, so two never act at once;
+  every request has a timeout, so a stalled API server cannot hold an attempt forever (the caller
+  still has to stop acting at ``held_until`` while an attempt is under way);
 * a clean stop clears the holder, so a standby takes over on its next attempt instead of waiting.
 
 It knows nothing of what the holder does; the calls block: run ``attempt`` from a thread.
@@ -51,6 +53,9 @@ class KubeLease:
         self.ttl = ttl
         self.retry_period = ttl * 2 / 15
         self.renew_deadline = ttl * 2 / 3
+        # Without one, a request to an API server that accepts the connection but never answers
+        # waits forever (the client sets no timeout): the Lease could never be renewed again.
+        self.request_timeout = self.renew_deadline / 2
         self.held_until = 0.0  # monotonic: until when our last successful renewal lets us act
         self.api_ok = False  # the last attempt reached the API server
         self.holder: str | None = None  # as last read
@@ -79,11 +84,13 @@ class KubeLease:
             self.held_until = started + self.renew_deadline
         else:
             self.held_until = 0.0
-        return result
+        return self.held  # a renewal that took longer than the deadline does not count
 
     def _attempt(self) -> bool:
         try:
-            lease = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            lease = self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=self.request_timeout
+            )
         except self.errors as exc:
             if exc.status != 404:
                 raise
@@ -121,10 +128,14 @@ class KubeLease:
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": spec,
                 }
-                self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+                self.api.create_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, body, _request_timeout=self.request_timeout
+                )
             else:
                 body = {**lease, "spec": spec}  # metadata keeps the resourceVersion read: compare-and-swap
-                self.api.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
+                self.api.replace_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, self.name, body, _request_timeout=self.request_timeout
+                )
         except self.errors as exc:
             if exc.status == 409:  # someone else wrote first
                 return False
@@ -138,13 +149,21 @@ class KubeLease:
             return
         self.held_until = 0.0
         try:
-            lease = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            lease = self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=self.request_timeout
+            )
             spec = dict(lease.get("spec") or {})
             if spec.get("holderIdentity") != self.identity:
                 return
             spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=_micro_time())
             self.api.replace_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, {**lease, "spec": spec}
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                self.name,
+                {**lease, "spec": spec},
+                _request_timeout=self.request_timeout,
             )
             log.info("released the lease %s/%s", self.namespace, self.name)
         except Exception as exc:  # it expires on its own; releasing only saves the standby the wait

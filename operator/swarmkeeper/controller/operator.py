@@ -14,8 +14,11 @@ changed a service by hand). Deleting a CR goes through a finalizer that removes 
 (unless it carries ``swarmkeeper.io/orphan: "true"``).
 
 One operator acts at a time: it holds a ``coordination.k8s.io`` Lease (``kube_lease``) before it
-starts kopf, and exits (non-zero, so its Deployment restarts it as a standby) if it ever loses it.
-kopf's own peering is off: with equal priorities it lets two operators act at once.
+starts kopf, and exits (non-zero, so its Deployment restarts it as a standby) if another one takes
+it. An API server that stops answering (a control-plane restart) is not that: past the renewal
+deadline the operator stops acting, since another replica may then hold the Lease, but it stays up
+with kopf's watches retrying, and acts again once it has renewed the Lease. kopf's own peering is
+off: with equal priorities it lets two operators act at once.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class Operator:
         self.reconciler = reconciler
         self.indices: dict[str, Mapping[str, Iterable[Body]]] = {}
         self.started = False
+        self.acting = True  # False while the Lease cannot be renewed: no pass runs, nothing is removed
         self.stop_flag: asyncio.Event | None = None  # set to stop kopf
         self._namespaces: dict[str, _Namespace] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,6 +126,8 @@ class Operator:
         async with state.lock:
             if state.served >= ticket:
                 return  # a pass that started after this request has covered it
+            if not self.acting:
+                return  # resume() runs a pass over every namespace, this one included
             covered = state.requested
             bodies = self.bodies(namespace)
             state.last_pass = time.monotonic()
@@ -135,6 +141,16 @@ class Operator:
             state.requeue_delay = min(state.requeue_delay * 2, 60.0)
         else:
             state.requeue_delay = 2.0
+
+    def pause(self) -> None:
+        """Stop acting (the Lease cannot be renewed); passes under way finish."""
+        self.acting = False
+
+    def resume(self) -> None:
+        """Act again, starting with a pass over every namespace: triggers were dropped meanwhile."""
+        self.acting = True
+        for namespace in sorted(self.namespaces()):
+            self._spawn(namespace, "acting again")
 
     def _later(self, namespace: str, state: _Namespace, delay: float) -> None:
         if state.requeue is not None:
@@ -158,6 +174,8 @@ class Operator:
         if cr.orphans:
             log.info("%s/%s/%s deleted; its swarm objects stay (orphan)", cr.kind, namespace, cr.name)
         else:
+            if not self.acting:  # kopf keeps the finalizer and calls again
+                raise kopf.TemporaryError("not acting: the Lease is not renewed", delay=DELETE_RETRY)
             state = self._namespaces.setdefault(namespace, _Namespace())
             async with state.lock:  # never while a pass that could still apply it runs
                 error = await asyncio.to_thread(self.reconciler.delete, namespace, body, self.bodies(namespace))
@@ -356,16 +374,19 @@ async def serve(options: OperatorOptions) -> int:
             health.alive_at = time.monotonic()
             await asyncio.sleep(5)
 
+    def leading(on: bool) -> None:
+        health.leading = on
+        leader.labels(CONTROLLER).set(1 if on else 0)
+
     beating = asyncio.create_task(heartbeat())
     try:
         if not await _wait_for_lease(lease, stop):
             return 0
         log.info("holding the lease %s/%s as %s; acting", options.lease_namespace, options.lease_name, lease.identity)
-        health.leading = True
-        leader.labels(CONTROLLER).set(1)
-        return await _act(options, op, lease, stop)
+        leading(True)
+        return await _act(options, op, lease, stop, leading)
     finally:
-        leader.labels(CONTROLLER).set(0)
+        leading(False)
         beating.cancel()
         if server is not None:
             server.stop()
@@ -405,19 +426,45 @@ async def _wait_for_lease(lease: KubeLease, stop: asyncio.Event) -> bool:
     return False
 
 
-async def _act(options: OperatorOptions, op: Operator, lease: KubeLease, stop: asyncio.Event) -> int:
+async def _act(
+    options: OperatorOptions, op: Operator, lease: KubeLease, stop: asyncio.Event, leading: Callable[[bool], None]
+) -> int:
     lost = False
     op.stop_flag = stop  # kopf's stop flag: set when the Lease is lost (and by kopf's cleanup)
+
+    def pause() -> None:
+        # Past the renewal deadline another replica may take the Lease, so stop acting. But exiting
+        # would gain nothing: a restarted operator needs the API server just as much.
+        if op.acting:
+            log.warning(
+                "the lease %s/%s was not renewed in time (the API server does not answer); not acting until it is",
+                lease.namespace,
+                lease.name,
+            )
+            leading(False)
+            op.pause()
 
     async def keep() -> None:
         nonlocal lost
         while True:
             await asyncio.sleep(lease.retry_period)
-            if not await asyncio.to_thread(lease.attempt):
+            attempt = asyncio.ensure_future(asyncio.to_thread(lease.attempt))
+            # An API server that stalls holds the attempt: stop acting at the deadline, not when it ends.
+            done, _ = await asyncio.wait({attempt}, timeout=max(0.0, lease.held_until - time.monotonic()))
+            if not done:
+                pause()
+            if await attempt:
+                if not op.acting:
+                    log.info("renewed the lease %s/%s; acting again", lease.namespace, lease.name)
+                    leading(True)
+                    op.resume()
+            elif lease.api_ok and lease.holder != lease.identity:  # the API server says another holds it
                 log.error("lost the lease %s/%s; stopping so that only one operator acts", lease.namespace, lease.name)
                 lost = True
                 stop.set()
                 return
+            else:
+                pause()
 
     wakeup = Wakeup()
     events = EngineEvents(lambda: connect_target(None, [], host=options.host), wakeup)
