@@ -30,7 +30,7 @@ SECRET = "k8s-held-value-5c1d0e"
 ROTATED = "k8s-rotated-value-9a7f3b"
 
 
-def stack(namespace: str, image: str, secret: str = SECRET) -> str:
+def stack(namespace: str, image: str, secret: str = SECRET, web_replicas: int = 3) -> str:
     """A network, a Kubernetes Secret with a SwarmSecret naming it, and two services."""
     return f"""
     apiVersion: v1
@@ -67,7 +67,7 @@ def stack(namespace: str, image: str, secret: str = SECRET) -> str:
     spec:
       image: {image}
       command: [sh, -c, "exec nc -ll -p 8080 -e echo hello v$RELEASE"]
-      replicas: 3
+      replicas: {web_replicas}
       env: {{RELEASE: "1"}}
       endpointMode: dnsrr
       networks: [{{name: backend}}]

@@ -25,7 +25,7 @@ import requests
 
 from helpers import running_count, wait_for
 from kube_fixtures import Kube, apiserver_stopped, operator, wait_quiet
-from test_kubernetes import service_spec, swarm_objects, wait_ready
+from test_kubernetes import service_spec, stack, swarm_objects, wait_ready
 
 pytestmark = pytest.mark.timeout(480)
 
@@ -33,50 +33,6 @@ SECRET = "k8s-fault-value-31b7e2"
 # Seconds the API server stays away: past the Lease's 10 s renewal deadline, and past the 54 s for
 # which kopf retries a failed request (settings.networking.error_backoffs) before giving it up.
 OUTAGE = 65.0
-
-
-def stack(namespace: str, image: str) -> str:
-    """A network, a Kubernetes Secret with a SwarmSecret naming it, and two one-replica services."""
-    return f"""
-    apiVersion: v1
-    kind: Secret
-    metadata: {{name: db-creds, namespace: {namespace}}}
-    stringData: {{password: {SECRET}}}
-    ---
-    apiVersion: swarmkeeper.io/v1alpha1
-    kind: SwarmNetwork
-    metadata: {{name: backend, namespace: {namespace}}}
-    spec: {{driver: overlay, attachable: true}}
-    ---
-    apiVersion: swarmkeeper.io/v1alpha1
-    kind: SwarmSecret
-    metadata: {{name: db-password, namespace: {namespace}}}
-    spec:
-      secretRef: {{name: db-creds, key: password}}
-    ---
-    apiVersion: swarmkeeper.io/v1alpha1
-    kind: SwarmService
-    metadata: {{name: api, namespace: {namespace}}}
-    spec:
-      image: {image}
-      command: [sleep, "3600"]
-      replicas: 1
-      endpointMode: dnsrr
-      networks: [{{name: backend}}]
-      secrets: [{{source: db-password, mode: "0400"}}]
-      stopGracePeriod: 1s
-    ---
-    apiVersion: swarmkeeper.io/v1alpha1
-    kind: SwarmService
-    metadata: {{name: web, namespace: {namespace}}}
-    spec:
-      image: {image}
-      command: [sleep, "3600"]
-      replicas: 1
-      endpointMode: dnsrr
-      networks: [{{name: backend}}]
-      stopGracePeriod: 1s
-    """
 
 
 def service_versions(api: docker.APIClient, namespace: str) -> dict[str, int]:
@@ -97,7 +53,7 @@ def test_operator_survives_an_apiserver_restart(
 ) -> None:
     ns = kube_namespace
     web, api = f"{ns}_web", f"{ns}_api"
-    kube.apply(stack(ns, local_image))
+    kube.apply(stack(ns, local_image, secret=SECRET, web_replicas=1))
     timings: dict[str, float] = {}  # seconds from the kill, the restart or the edit (printed with -s)
     with operator(kube, ns, tmp_path / "operator.log") as op:
         wait_ready(kube, ns, "web", "1/1")
