@@ -2,6 +2,10 @@
 controller's memory and CPU at rest, for N services.
 
     .venv/bin/python bench/watch_bench.py --saves 30 50 200
+    .venv/bin/python bench/watch_bench.py --status none 50 200   # without status write-back
+
+A save edits one line of the one file that holds the service, in place, as an editor would; status
+is written back into the spec files (watch's default) unless --status says otherwise.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,17 +26,12 @@ import docker
 import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
+from latency_common import free_port
 from workload import write_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
 api = docker.APIClient(version="auto", timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -80,7 +78,20 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return rss, cpu
 
 
-def run(n: int, saves: int, tmp: Path) -> None:
+def save(specs: Path, release: str) -> None:
+    """Change svc0's RELEASE in the file that holds it, leaving every other line (status too) alone."""
+    for path in sorted(specs.glob("workload*.yaml")):
+        text = path.read_text()
+        at = text.find("{name: svc0,")
+        if at < 0:
+            continue
+        head, tail = text[:at], text[at:]
+        path.write_text(head + re.sub(r'RELEASE: "[^"]*"', f'RELEASE: "{release}"', tail, count=1))
+        return
+    raise LookupError("svc0 is in no workload file")
+
+
+def run(n: int, saves: int, tmp: Path, status: str) -> None:
     ns = f"bw{n}"
     specs = write_specs(tmp / f"w{n}", n, ns)
     port = free_port()
@@ -93,7 +104,7 @@ def run(n: int, saves: int, tmp: Path) -> None:
             "--source",
             ns,
             "--status",
-            "none",
+            status,
             "--interval",
             "1s",
             "--metrics-addr",
@@ -128,8 +139,9 @@ def run(n: int, saves: int, tmp: Path) -> None:
             for x in ("POST", "PUT", "DELETE")
         )
         print(
-            f"N={n}: idle pass {seconds / passes * 1000:.0f} ms, {gets / passes:.1f} GET + {mut / passes:.1f} "
-            f"mutating calls per pass ({passes:.0f} passes); RSS {rss1:.0f} MiB; idle CPU "
+            f"N={n} (status {status}): idle pass {seconds / passes * 1000:.0f} ms, "
+            f"{gets / passes:.1f} GET + {mut / passes:.1f} mutating calls per pass "
+            f"({passes:.0f} passes); RSS {rss1:.0f} MiB; idle CPU "
             f"{(cpu1 - cpu0) / (t1 - t0) * 100:.1f}% of a core"
         )
         if not saves:
@@ -150,7 +162,7 @@ def run(n: int, saves: int, tmp: Path) -> None:
         for i in range(saves):
             got.clear()
             before = time.time_ns()
-            write_specs(specs, n, ns, release=str(i + 2), changed=0)
+            save(specs, str(i + 2))
             if not got.wait(30):
                 raise TimeoutError("no update event")
             latencies.append((updates[-1] - before) / 1e6)
@@ -158,8 +170,8 @@ def run(n: int, saves: int, tmp: Path) -> None:
         events.close()
         qs = statistics.quantiles(latencies, n=20)
         print(
-            f"N={n}: save → update started over {saves} saves: p50 {statistics.median(latencies):.0f} ms, "
-            f"p95 {qs[18]:.0f} ms, max {max(latencies):.0f} ms"
+            f"N={n} (status {status}): save → update started over {saves} saves: "
+            f"p50 {statistics.median(latencies):.0f} ms, p95 {qs[18]:.0f} ms, max {max(latencies):.0f} ms"
         )
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -170,11 +182,12 @@ def run(n: int, saves: int, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--saves", type=int, default=30)
+    parser.add_argument("--status", choices=["inline", "file", "none"], default="inline")
     parser.add_argument("counts", type=int, nargs="*", default=[50, 200])
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="skwatch-"))
     for n in args.counts:
-        run(n, args.saves, tmp)
+        run(n, args.saves, tmp, args.status)
 
 
 if __name__ == "__main__":

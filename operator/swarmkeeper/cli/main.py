@@ -179,7 +179,13 @@ def apply(
     for name, group in _targets(manifests, cluster, host):
         client = _connect(name, manifests, host)
         options = Options(
-            prune=prune, force=force, dry_run=dry_run, source=source, dependency_timeout=limit, adopt=adopt
+            prune=prune,
+            force=force,
+            dry_run=dry_run,
+            source=source,
+            dependency_timeout=limit,
+            adopt=adopt,
+            status=False,
         )
         try:
             outcome = reconcile(client, group, options)
@@ -189,7 +195,7 @@ def apply(
                 keys = [m.key for m in group if m.kind == "SwarmService"]
                 ok = _wait(client, keys, limit) and ok
                 # Versions freed by the finished rollout can go now rather than on the next apply.
-                reconcile(client, group, Options(prune=False, source=source))
+                reconcile(client, group, Options(prune=False, source=source, status=False))
         except EngineError as exc:
             fail(str(exc))
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)

@@ -37,6 +37,9 @@ class Options:
     dependency_timeout: float = 300.0
     revision: str | None = None  # labelled on what this pass changes (e.g. a Git commit)
     adopt: bool = False  # take over objects made outside swarmkeeper under the same names (adopt.py)
+    # Read the swarm again after the changes and compute each object's status: what the controllers
+    # write back. A one-shot apply prints the plan and results only, and saves the extra read.
+    status: bool = True
 
 
 @dataclass
@@ -120,11 +123,11 @@ def reconcile(
             for i, step in enumerate(takeovers):
                 step.index = len(plan.steps) + i
             plan.steps[:0] = takeovers
-        # Status must show what the swarm holds after the changes, so read it once more.
-        state = observe(client)
-        desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
+        if options.status:  # status must show what the swarm holds after the changes: read it once more
+            state = observe(client)
+            desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
     outcome = Outcome(plan, report, state, desired, duration=time.monotonic() - started, clusters=clusters)
-    if not options.dry_run:
+    if not options.dry_run and options.status:
         outcome.statuses = compute_statuses(manifests, state, desired, outcome.errors, changes=outcome.changes())
         outcome.statuses.update({c.key: c.status for c in clusters})
     return outcome

@@ -74,15 +74,18 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
     lines = split_lines(text)
     spans = document_spans(lines)
     texts = ["".join(lines[span.start : span.end]) for span in spans]
+    before = _parts.get(file, {})
+    now: dict[str, _Read] = {}
     # Mostly read before: a save that changed a few documents of a watched file. Reading a document
     # on its own costs about twice its share of a whole-file read, so a new file is read whole.
-    if texts and 2 * sum(text in _parts for text in texts) >= len(texts):
-        documents = _from_parts(texts, spans)
+    if texts and 2 * sum(text in before for text in texts) >= len(texts):
+        documents = _from_parts(texts, spans, before, now)
         if documents is not None:
+            _keep(file, now)
             return documents, []
     whole = _read_whole(text, file)
     if not whole.errors and len(whole.nodes) == len(spans):
-        _remember_parts(whole, texts, spans)
+        _keep(file, _parts_of(whole, texts, spans))
     return whole.documents, whole.errors
 
 
@@ -96,13 +99,17 @@ class _Read:
     documents: list[Document]
     errors: list[SpecError]
     nodes: list[int]  # per document the parser saw (empty ones included), counted against MAX_NODES
+    # Lines between the top of the text read and where the documents' positions count from: a part
+    # kept from a whole-file read keeps that read's positions (moved only when used: a first read
+    # of ten thousand specs would otherwise move every position of every document once for nothing).
+    line_offset: int = 0
 
 
-# Each document's text → how it reads on its own, at line 1 of its own text. A watched file of a
-# hundred objects changes one document at a time; only that one is read again. Bounded: cleared
-# when full, which costs one whole-file read per file afterwards.
-_parts: dict[str, _Read] = {}
-_MAX_PARTS = 20_000
+# Per file, each document's text → how it reads on its own, at line 1 of its own text: a watched
+# file of a hundred objects changes one document at a time, and only that one is read again. Only
+# the file's latest version is kept, so memory follows the specs, not their history.
+_parts: dict[Path, dict[str, _Read]] = {}
+_MAX_FILES = 10_000
 
 
 def _read_by_document(text: str) -> list[Document] | None:
@@ -112,42 +119,45 @@ def _read_by_document(text: str) -> list[Document] | None:
         return None
     lines = split_lines(text)
     spans = document_spans(lines)
-    return _from_parts(["".join(lines[span.start : span.end]) for span in spans], spans)
+    return _from_parts(["".join(lines[span.start : span.end]) for span in spans], spans, {}, {})
 
 
-def _from_parts(texts: list[str], spans: list[Span]) -> list[Document] | None:
-    """The whole-file read's result, exactly, from the documents' own reads; None on any doubt."""
+def _from_parts(
+    texts: list[str], spans: list[Span], before: dict[str, _Read], now: dict[str, _Read]
+) -> list[Document] | None:
+    """The whole-file read's result, exactly, from the documents' own reads (those in ``before``
+    reused, every one put in ``now``); None on any doubt."""
     documents: list[Document] = []
     nodes = 0
     for index, (text, span) in enumerate(zip(texts, spans, strict=True)):
-        part = _parts.get(text)
+        part = before.get(text)
         if part is None:
             # Errors are never reported from here (the whole file is read again for them): no file name.
             part = _read_whole(text, Path())
-            if not part.errors and len(part.nodes) == 1:
-                _keep(text, part)
         if part.errors or len(part.nodes) != 1:
             return None
+        now[text] = part
         nodes += part.nodes[0]
         if nodes > MAX_NODES:
             return None
-        documents += (_moved(document, index, span.start) for document in part.documents)
+        documents += (_moved(document, index, span.start - part.line_offset) for document in part.documents)
     return documents
 
 
-def _remember_parts(whole: _Read, texts: list[str], spans: list[Span]) -> None:
-    """Keep each document of a whole-file read as its own read would have given it."""
+def _parts_of(whole: _Read, texts: list[str], spans: list[Span]) -> dict[str, _Read]:
+    """Each document of a whole-file read, as its own read would have given it."""
     by_index = {document.index: document for document in whole.documents}
+    parts = {}
     for index, (text, span) in enumerate(zip(texts, spans, strict=True)):
         document = by_index.get(index)
-        own = [] if document is None else [_moved(document, 0, -span.start)]
-        _keep(text, _Read(own, [], [whole.nodes[index]]))
+        parts[text] = _Read([] if document is None else [document], [], [whole.nodes[index]], span.start)
+    return parts
 
 
-def _keep(text: str, part: _Read) -> None:
-    if len(_parts) >= _MAX_PARTS:
+def _keep(file: Path, parts: dict[str, _Read]) -> None:
+    if file not in _parts and len(_parts) >= _MAX_FILES:
         _parts.clear()
-    _parts[text] = part
+    _parts[file] = parts
 
 
 def _moved(document: Document, index: int, lines_down: int) -> Document:

@@ -407,7 +407,7 @@ def _read_document(file: Path, document: int) -> _Parsed | None:
         return None
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=16)  # whole files: a few, as a pass goes through them one by one
 def _view(text: str) -> tuple[tuple[str, ...], tuple[Span, ...]]:
     """A file's lines and documents; cached, as every object of a file asks for its own status."""
     lines = split_lines(text)
