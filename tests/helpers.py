@@ -82,9 +82,7 @@ def running_count(api: docker.APIClient, service_name: str) -> int:
 
 def service_containers(api: docker.APIClient, service_name: str) -> list[dict[str, Any]]:
     """Running containers (``docker ps`` entries) of a service on this node."""
-    containers = api.containers(
-        filters={"label": f"{SERVICE_NAME_LABEL}={service_name}", "status": "running"}
-    )
+    containers = api.containers(filters={"label": f"{SERVICE_NAME_LABEL}={service_name}", "status": "running"})
     return [cast(dict[str, Any], c) for c in containers]
 
 

@@ -38,9 +38,7 @@ def test_probe_service_runs_and_execs(docker_api: docker.APIClient, local_image:
     assert exec_in_service(docker_api, name, ["echo", "hi"]) == "hi"
 
 
-def test_namespace_cleanup_removes_everything(
-    docker_api: docker.APIClient, local_image: str, namespace: str
-) -> None:
+def test_namespace_cleanup_removes_everything(docker_api: docker.APIClient, local_image: str, namespace: str) -> None:
     ns = namespace
     labels = {"com.docker.stack.namespace": ns}
     net = docker_api.create_network(f"{ns}_net", driver="overlay", attachable=True)["Id"]

@@ -115,8 +115,19 @@ def test_status_block_is_ignored(tmp_path: Path) -> None:
 def test_hidden_folders_and_editor_files_are_skipped(tmp_path: Path) -> None:
     write(tmp_path / "web.yaml", SERVICE)
     broken = "this: is [not yaml\n"
-    for name in (".git/config.yaml", ".status/web.yaml", ".web.yaml", ".#web.yaml", "web.yaml~",
-                 "web.yaml.swp", "web.yaml.swx", "web.yaml.tmp", "4913", "notes.txt", "sub/.hidden/x.yml"):
+    for name in (
+        ".git/config.yaml",
+        ".status/web.yaml",
+        ".web.yaml",
+        ".#web.yaml",
+        "web.yaml~",
+        "web.yaml.swp",
+        "web.yaml.swx",
+        "web.yaml.tmp",
+        "4913",
+        "notes.txt",
+        "sub/.hidden/x.yml",
+    ):
         write(tmp_path / name, broken)
 
     result = load_paths([tmp_path])
@@ -144,6 +155,7 @@ def test_a_symlink_loop_among_the_specs_is_an_error(tmp_path: Path) -> None:
     assert error.file == tmp_path / "loop.yaml"
     assert "symlink loop" in error.message
     assert len(result.manifests) == 1
+
 
 def test_empty_documents_are_skipped(tmp_path: Path) -> None:
     write(tmp_path / "empty.yaml", "---\n# nothing here\n---\n")

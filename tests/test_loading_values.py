@@ -310,7 +310,7 @@ def test_parse_env_file() -> None:
             "PLAIN=value",
             "export EXPORTED=1",
             "SPACED = padded ",
-            "DQ=\"double quoted # not a comment\"",
+            'DQ="double quoted # not a comment"',
             "SQ='single'",
             "MISMATCHED=\"half'",
             "EMPTY=",
@@ -337,4 +337,3 @@ def test_parse_env_file() -> None:
         "dotted.name-ok": "x",
     }
     assert malformed == [12, 13, 14, 15]
-
