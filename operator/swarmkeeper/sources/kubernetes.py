@@ -323,6 +323,12 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 # --- the API server -----------------------------------------------------------------------------
 
 
+# Per request, in seconds. The client sets none: against an API server that accepts connections but
+# never answers (a stalled control plane), a pass would hang on a read or a status write forever,
+# and act on what it read before once the server came back. Every caller handles the error.
+REQUEST_TIMEOUT = 10.0
+
+
 class KubeApi:
     """The few API calls the operator makes besides kopf's own: values, status, Events, discovery.
 
@@ -343,9 +349,9 @@ class KubeApi:
         """The keys of a Secret or ConfigMap and their bytes; None when it does not exist."""
         try:
             if kind == "Secret":
-                secret = self.core.read_namespaced_secret(name, namespace)
+                secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT)
                 return {k: _b64(v) for k, v in (secret.data or {}).items()}
-            config_map = self.core.read_namespaced_config_map(name, namespace)
+            config_map = self.core.read_namespaced_config_map(name, namespace, _request_timeout=REQUEST_TIMEOUT)
             data = {k: v.encode("utf-8") for k, v in (config_map.data or {}).items()}
             data.update({k: _b64(v) for k, v in (config_map.binary_data or {}).items()})
             return data
@@ -367,6 +373,7 @@ class KubeApi:
                 cr.name,
                 {"status": dict(patch)},
                 _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except self.errors as exc:
             if exc.status == 404:
@@ -395,7 +402,7 @@ class KubeApi:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(cr.namespace, body)
+            self.core.create_namespaced_event(cr.namespace, body, _request_timeout=REQUEST_TIMEOUT)
         except self.errors as exc:
             log.warning("cannot post event %s on %s/%s: %s", reason, cr.kind, cr.name, _api_reason(exc))
         except Exception as exc:  # an unreachable API server: the next pass posts what matters again
