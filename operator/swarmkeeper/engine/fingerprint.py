@@ -52,15 +52,22 @@ def fingerprint(value: bytes) -> str:
 
 def matches(value: bytes, stored: str | None) -> bool:
     """Whether ``value`` is the value ``stored`` was made from (constant-time compare)."""
-    if not stored:
+    parsed = _parse(stored)
+    if parsed is None:
         return False
+    log_n, salt, digest = parsed
+    return hmac.compare_digest(_derive(value, salt, log_n), digest)
+
+
+def _parse(stored: str | None) -> tuple[int, bytes, bytes] | None:
+    """(log2 N, salt, hash) of a stored fingerprint; None for anything that is not one of ours."""
     try:
-        prefix, log_n, salt, digest = stored.split("$")
+        prefix, log_n, salt, digest = (stored or "").split("$")
         if prefix != _PREFIX or not 10 <= int(log_n) <= 20:
-            return False
-        return hmac.compare_digest(_derive(value, _unb64(salt), int(log_n)), _unb64(digest))
+            return None
+        return int(log_n), _unb64(salt), _unb64(digest)
     except ValueError:
-        return False
+        return None
 
 
 def check_ahead(pairs: Iterable[tuple[bytes, str | None]]) -> None:
@@ -69,14 +76,8 @@ def check_ahead(pairs: Iterable[tuple[bytes, str | None]]) -> None:
     A one-shot command checks every secret once: twenty of them cost 0.4 s one after the other.
     hashlib.scrypt releases the GIL, so threads run them side by side; ``matches`` then hits the cache.
     """
-    work = []
-    for value, stored in pairs:
-        try:
-            prefix, log_n, salt, _ = (stored or "").split("$")
-            if prefix == _PREFIX and 10 <= int(log_n) <= 20:
-                work.append((value, _unb64(salt), int(log_n)))
-        except ValueError:
-            continue  # not ours to check: matches() says False without deriving anything
+    # Anything not ours to check: matches() says False without deriving anything.
+    work = [(value, parsed[1], parsed[0]) for value, stored in pairs if (parsed := _parse(stored)) is not None]
     if len(work) < 2:
         return
     with ThreadPoolExecutor(max_workers=min(len(work), os.cpu_count() or 1)) as pool:

@@ -68,12 +68,11 @@ def read_documents(text: str, file: Path) -> tuple[list[Document], list[SpecErro
     too_deep = too_deeply_nested(text)
     if too_deep is not None:
         return [], [SpecError(f"nested deeper than {MAX_DEPTH} levels", file=file, line=too_deep, column=1)]
-    if _SPLIT_UNSAFE.search(text) is not None:
+    split = _split(text)
+    if split is None:
         whole = _read_whole(text, file)
         return whole.documents, whole.errors
-    lines = split_lines(text)
-    spans = document_spans(lines)
-    texts = ["".join(lines[span.start : span.end]) for span in spans]
+    texts, spans = split
     before = _parts.get(file, {})
     now: dict[str, _Read] = {}
     # Mostly read before: a save that changed a few documents of a watched file. Reading a document
@@ -112,14 +111,20 @@ _parts: dict[Path, dict[str, _Read]] = {}
 _MAX_FILES = 10_000
 
 
-def _read_by_document(text: str) -> list[Document] | None:
-    """Every document of ``text`` read on its own (each kept for next time); None where only a
-    whole-file read gives the right result: errors, directives, '...', odd line breaks."""
+def _split(text: str) -> tuple[list[str], list[Span]] | None:
+    """Each document's text and lines; None where only a whole-file read is right."""
     if _SPLIT_UNSAFE.search(text) is not None:
         return None
     lines = split_lines(text)
     spans = document_spans(lines)
-    return _from_parts(["".join(lines[span.start : span.end]) for span in spans], spans, {}, {})
+    return ["".join(lines[span.start : span.end]) for span in spans], spans
+
+
+def _read_by_document(text: str) -> list[Document] | None:
+    """Every document of ``text`` read on its own, nothing kept; None where only a whole-file read
+    gives the right result: errors, directives, '...', odd line breaks. (What tests compare.)"""
+    split = _split(text)
+    return None if split is None else _from_parts(*split, {}, {})
 
 
 def _from_parts(

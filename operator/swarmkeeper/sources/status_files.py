@@ -41,7 +41,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
-from ..loading.documents import fast_yaml, too_deeply_nested
+from ..loading.documents import MAX_DEPTH, MAX_NODES, fast_yaml, too_deeply_nested
 from ..loading.spans import Span, document_spans, split_lines
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,6 @@ STATUS_SUFFIX = ".status.yaml"
 TEMP_SUFFIX = ".swarmkeeper.tmp"
 
 _BOM = b"\xef\xbb\xbf"
-_MAX_DEPTH = 64
-_MAX_NODES = 100_000  # far above any real spec, far below what an alias bomb expands to
 _NEW_FILE_MODE = 0o644
 
 # Line breaks that ruamel counts but splitting at "\n" does not: with any of these in a file, the
@@ -344,7 +342,7 @@ def _parse(text: str) -> _Parsed:
     splice is line-based), which is what makes a pass over hundreds of documents cheap.
     """
     if too_deeply_nested(text) is not None:
-        raise _Unusable(f"it is nested deeper than {_MAX_DEPTH} levels")
+        raise _Unusable(f"it is nested deeper than {MAX_DEPTH} levels")
     yaml = fast_yaml()
     node = yaml.compose(text)
     if not isinstance(node, MappingNode) or node.flow_style:
@@ -512,14 +510,14 @@ class _TooLarge(ValueError):
 def _plain(value: Any) -> Any:
     """ruamel's round-trip types as ordinary Python: dict, list, str, int, float, bool, None.
 
-    Refuses more than _MAX_NODES nodes: a handful of aliases can stand for billions of them.
+    Refuses more than MAX_NODES nodes: a handful of aliases can stand for billions of them.
     """
     count = 0
 
     def convert(node: Any) -> Any:
         nonlocal count
         count += 1
-        if count > _MAX_NODES:
+        if count > MAX_NODES:
             raise _TooLarge("too many nodes")
         if isinstance(node, Mapping):
             return {
