@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Start etcd + kube-apiserver on loopback for tests.
 #
-#   .ci/kube-up.sh [STATE_DIR]          (default /tmp/swarmkeeper-kube)
-#   eval "$(.ci/kube-up.sh | tail -1)"  # sets KUBECONFIG
+#   .ci/kube-up.sh [--fresh] [STATE_DIR]  (default /tmp/swarmkeeper-kube)
+#   eval "$(.ci/kube-up.sh | tail -1)"    # sets KUBECONFIG
+#
+# --fresh: when kube-apiserver is not running (this call starts it), etcd starts on an empty data
+# directory: a leftover etcd of STATE_DIR is stopped and STATE_DIR/etcd removed, so nothing of an
+# earlier run (CRDs, namespaces, custom resources) is carried over. Certificates, token and
+# kubeconfig are kept. Without effect when kube-apiserver already runs (its state is in use).
 #
 # Binaries come from .ci/kube-build.sh (or from $SWARMKEEPER_KUBE_BIN if set).
 # Listens on 127.0.0.1 only:
@@ -33,6 +38,11 @@
 #   ValidatingAdmissionPolicy all work (they are part of the apiserver).
 set -euo pipefail
 
+FRESH=0
+if [[ ${1:-} == --fresh ]]; then
+  FRESH=1
+  shift
+fi
 STATE=${1:-/tmp/swarmkeeper-kube}
 ETCD_PORT=${SWARMKEEPER_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 10))
@@ -57,6 +67,14 @@ alive() {
   pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 1
   [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE" || return 1
+}
+
+# running PID: the process exists and is not a zombie
+running() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st:0:1} != Z ]]
 }
 
 readyz() {
@@ -172,6 +190,31 @@ start() {
   echo $! >"$STATE/$name.pid"
   STARTED+=("$name")
 }
+
+if [[ $FRESH == 1 ]] && ! alive kube-apiserver; then
+  if alive etcd; then
+    pid=$(cat "$STATE/etcd.pid")
+    log "stopping the leftover etcd (pid $pid) to start on empty data"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+      running "$pid" || break
+      sleep 0.1
+    done
+    if running "$pid"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do
+        running "$pid" || break
+        sleep 0.1
+      done
+      ! running "$pid" || { log "etcd (pid $pid) does not stop"; exit 1; }
+    fi
+    rm -f "$STATE/etcd.pid"
+  fi
+  if [[ -e $STATE/etcd ]]; then
+    log "removing the etcd data of an earlier run ($STATE/etcd)"
+    rm -rf -- "$STATE/etcd"
+  fi
+fi
 
 if ! alive etcd; then
   rm -f "$STATE/etcd.pid"

@@ -27,10 +27,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
-CRD_KINDS = ("swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs", "swarmclusters")
 
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import cleanup_namespace  # noqa: E402  (tests/ is not a package)
+from kube_fixtures import Kube, release_custom_resources  # noqa: E402
 
 __all__ = ["cleanup_namespace"]
 
@@ -236,11 +236,7 @@ class KubeCluster:
             self.down()
         assert match is not None
         self.kubeconfig = Path(match.group(1))
-        self.kubectl("apply", "-f", str(ROOT / "crds"))
-        names = [f"crd/{kind}.swarmkeeper.io" for kind in CRD_KINDS]
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, timeout=90)
-        # kubectl apply validates against the published OpenAPI schema, which trails Established.
-        wait_until(lambda: self.kubectl("explain", "ssvc.spec", check=False).returncode == 0, 60, "CRD schema")
+        self.kube.install_crds()
 
     def down(self) -> None:
         if self.started_here:
@@ -263,25 +259,15 @@ class KubeCluster:
             raise RuntimeError(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
 
+    @property
+    def kube(self) -> Kube:
+        """The same API server as the tests' client (``kubectl`` with this kubeconfig)."""
+        return Kube(self.kubeconfig, self.bin_dir)
+
     def release(self, namespace: str) -> None:
         """Delete the namespace's custom resources with their finalizers removed (no operator runs any
         more), then the namespace (it stays Terminating: this API server has no namespace controller)."""
-        for kind in CRD_KINDS:
-            names = self.kubectl("get", kind, "-n", namespace, "-o", "name", check=False).stdout.split()
-            if not names:
-                continue
-            self.kubectl("delete", *names, "-n", namespace, "--wait=false", check=False, timeout=120)
-            for name in names:
-                self.kubectl(
-                    "patch",
-                    name,
-                    "-n",
-                    namespace,
-                    "--type=merge",
-                    "-p",
-                    '{"metadata":{"finalizers":null}}',
-                    check=False,
-                )
+        release_custom_resources(self.kube, namespace)
         self.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 

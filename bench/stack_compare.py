@@ -2,19 +2,28 @@
 
 For N services (with N/10 networks and N/10 secrets): cold create until every task runs, a no-op
 re-apply (wall time and Engine API calls, counted by a proxy on the engine socket), one service
-changed until its update completed, and removal of everything. Prints a table with ratios.
+changed until its update completed, and removal of everything; also each command's ``--help``
+(process start and imports only). Prints a table with ratios and the CPU time of the commands.
 
 Create and delete run each tool alone on an engine holding nothing else; no-op and change run
 with both deployed. Each is measured ROUNDS times (default 2), alternating which tool goes first;
-the table shows the median, the raw file every run.
+the table shows the median, the raw file every run. PHASES picks phases (default
+``help,create,noop,change,delete``; create and delete always run together).
+
+swarmkeeper runs as an installed package does, from bytecode compiled once (into a cache under the
+bench's temporary folder, after a warm-up run of each command that is not measured). BYTECODE=0
+runs it with PYTHONDONTWRITEBYTECODE=1 instead, as a source checkout without ``__pycache__``
+(every run compiles swarmkeeper's own modules again).
 
     ROUNDS=3 .venv/bin/python bench/stack_compare.py 10 50 200
+    PHASES=help,noop ROUNDS=15 .venv/bin/python bench/stack_compare.py 50
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -23,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import docker
 
@@ -33,12 +43,36 @@ from workload import write_compose, write_specs
 from engine_proxy import EngineProxy
 
 ROOT = Path(__file__).resolve().parent.parent
-SK = str(ROOT / ".venv" / "bin" / "swarmkeeper")
+SK = os.environ.get("SWARMKEEPER", str(ROOT / ".venv" / "bin" / "swarmkeeper"))  # another build, to compare
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SK_NS, STACK_NS = "bsk", "bst"
 tools_ns = {"sk": SK_NS, "stack": STACK_NS}
 STACK_FIRST = int(os.environ.get("STACK_FIRST", "1"))  # which tool starts the first phase
+PHASES = ("help", "create", "noop", "change", "delete")
+BYTECODE = os.environ.get("BYTECODE", "1") != "0"
 api = docker.APIClient(version="auto", timeout=120)
+ENV: dict[str, str] = {}  # set by main(): how swarmkeeper's Python runs
+
+
+def python_env(tmp: Path) -> dict[str, str]:
+    """The environment of every measured command (the docker CLI ignores these variables)."""
+    env = dict(os.environ)
+    if BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def selected_phases() -> set[str]:
+    chosen = {p.strip() for p in os.environ.get("PHASES", ",".join(PHASES)).split(",") if p.strip()}
+    unknown = chosen - set(PHASES)
+    if unknown:
+        sys.exit(f"unknown phases: {', '.join(sorted(unknown))}; use {', '.join(PHASES)}")
+    if chosen & {"create", "delete"}:  # a delete needs the create before it, and leaves the engine empty
+        chosen |= {"create", "delete"}
+    return chosen
 
 
 def counts(proxy: EngineProxy) -> dict[str, int]:
@@ -51,15 +85,21 @@ def counts(proxy: EngineProxy) -> dict[str, int]:
     }
 
 
-def run(cmd: list[str], proxy: EngineProxy) -> float:
-    env = {**os.environ, "DOCKER_HOST": proxy.url}
-    t = time.monotonic()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(cmd: list[str], proxy: EngineProxy) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one command run to its end."""
+    env = {**ENV, "DOCKER_HOST": proxy.url}
+    cpu, t = children_cpu(), time.monotonic()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.monotonic() - t
+    return time.monotonic() - t, children_cpu() - cpu
 
 
-def services(ns: str) -> list[dict]:  # type: ignore[type-arg]
-    return api.services(filters={"label": f"com.docker.stack.namespace={ns}"}, status=True)  # type: ignore[no-any-return]
+def services(ns: str) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], api.services(filters={"label": f"com.docker.stack.namespace={ns}"}, status=True))
 
 
 def wait(pred: Callable[[], bool], timeout: float = 900) -> None:
@@ -107,7 +147,7 @@ def gone(ns: str) -> Callable[[], bool]:
     return check
 
 
-def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int) -> dict[str, dict[str, float]]:
+def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int, phases: set[str]) -> dict[str, dict[str, float]]:
     specs = write_specs(tmp / f"specs{n}", n, SK_NS)
     compose = write_compose(tmp / f"compose{n}", n)
     sk_apply = [SK, "apply", str(specs)]
@@ -116,79 +156,108 @@ def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int) -> dict[str, dict[
     stack_rm = [DOCKER, "stack", "rm", STACK_NS]
     samples: dict[str, list[dict[str, float]]] = {}
 
-    def measure(key: str, cmd: list[str], settle: Callable[[], bool]) -> None:
+    def measure(key: str, cmd: list[str], settle: Callable[[], bool], pause: float = 2) -> None:
         proxy.reset()
         t = time.monotonic()
-        cmd_time = run(cmd, proxy)
+        cmd_time, cpu = run(cmd, proxy)
         calls = counts(proxy)
         wait(settle)
-        sample = {"wall": time.monotonic() - t, "command": cmd_time, **{f"calls_{k}": v for k, v in calls.items()}}
+        sample = {
+            "wall": time.monotonic() - t,
+            "command": cmd_time,
+            "cpu": cpu,
+            **{f"calls_{k}": v for k, v in calls.items()},
+        }
         samples.setdefault(key, []).append(sample)
-        time.sleep(2)
+        time.sleep(pause)
 
+    def order(r: int) -> list[str]:
+        return ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
+
+    if BYTECODE:  # compile what each swarmkeeper command imports, once, outside the measurements
+        for warm_up in (
+            [SK, "--help"],
+            [SK, "apply", "--dry-run", str(specs)],
+            [SK, "delete", "svc", "absent", "-n", SK_NS],
+        ):
+            run(warm_up, proxy)
     tools = {
         "sk": (sk_apply, sk_delete, all_running(SK_NS, n), gone(SK_NS)),
         "stack": (stack, stack_rm, all_running(STACK_NS, n), gone(STACK_NS)),
     }
+    helps = {"sk": [SK, "--help"], "stack": [DOCKER, "stack", "deploy", "--help"]}
+    if "help" in phases:  # start-up alone: no engine call, nothing loaded
+        for r in range(rounds):
+            for tool in order(r):
+                measure(f"help/{tool}", helps[tool], lambda: True, pause=0.2)
     # Create and delete: each tool alone on an engine holding nothing else, in alternating order
     # (the first create on an engine is slower than the next, whichever tool makes it).
-    for r in range(rounds):
-        order = ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
-        for tool in order:
-            up, down, running, removed = tools[tool]
-            measure(f"create/{tool}", up, running)
-            measure(f"delete/{tool}", down, removed)
-    # No-op and change: both deployed side by side, alternating which goes first.
-    for tool in ("sk", "stack"):
-        run(tools[tool][0], proxy)
-    wait(lambda: all_running(SK_NS, n)() and all_running(STACK_NS, n)())
-    for r in range(rounds):
-        order = ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
-        for tool in order:
-            measure(f"noop/{tool}", tools[tool][0], lambda: True)
-        release = str(r + 2)
-        write_specs(specs, n, SK_NS, release=release, changed=0)
-        write_compose(compose.parent, n, release=release, changed=0)
-        for tool in order:
-            measure(f"change/{tool}", tools[tool][0], update_done(tools_ns[tool], "svc0"))
-    for tool in ("sk", "stack"):
-        run(tools[tool][1], proxy)
-    wait(lambda: gone(SK_NS)() and gone(STACK_NS)())
+    if "create" in phases:
+        for r in range(rounds):
+            for tool in order(r):
+                up, down, running, removed = tools[tool]
+                measure(f"create/{tool}", up, running)
+                measure(f"delete/{tool}", down, removed)
+    if phases & {"noop", "change"}:
+        # No-op and change: both deployed side by side, alternating which goes first.
+        for tool in ("sk", "stack"):
+            run(tools[tool][0], proxy)
+        wait(lambda: all_running(SK_NS, n)() and all_running(STACK_NS, n)())
+        for r in range(rounds):
+            if "noop" in phases:
+                for tool in order(r):
+                    measure(f"noop/{tool}", tools[tool][0], lambda: True)
+            if "change" in phases:
+                release = str(r + 2)
+                write_specs(specs, n, SK_NS, release=release, changed=0)
+                write_compose(compose.parent, n, release=release, changed=0)
+                for tool in order(r):
+                    measure(f"change/{tool}", tools[tool][0], update_done(tools_ns[tool], "svc0"))
+        for tool in ("sk", "stack"):
+            run(tools[tool][1], proxy)
+        wait(lambda: gone(SK_NS)() and gone(STACK_NS)())
     # The median of each (tool, phase) over its runs; calls are the same in every run, the first's kept.
     out: dict[str, dict[str, float]] = {}
     for key, runs in samples.items():
         walls = [x["wall"] for x in runs]
-        out[key] = {**runs[0], "wall": statistics.median(walls), "runs": walls}  # type: ignore[dict-item]
+        medians = {k: statistics.median(x[k] for x in runs) for k in ("command", "cpu")}
+        out[key] = {**runs[0], **medians, "wall": statistics.median(walls), "runs": walls}  # type: ignore[dict-item]
     return out
 
 
 def main() -> None:
     rounds = int(os.environ.get("ROUNDS", "2"))
+    phases = selected_phases()
     counts = [int(a) for a in sys.argv[1:]] or [10, 50, 200]
     tmp = Path(tempfile.mkdtemp(prefix="skbench-"))
+    ENV.update(python_env(tmp))
     proxy = EngineProxy(tmp / "engine.sock").start()
     results = {}
     try:
         for n in counts:
-            results[n] = bench(n, tmp, proxy, rounds)
+            results[n] = bench(n, tmp, proxy, rounds, phases)
             r = results[n]
-            print(f"\nN={n}")
+            print(f"\nN={n} ({'bytecode cached' if BYTECODE else 'compiled every run'}, {rounds} rounds)")
             print(
                 f"{'phase':<8} {'swarmkeeper s':>14} {'stack s':>9} {'ratio':>6} {'sk calls (mut/list)':>20} "
-                f"{'stack calls (mut/list)':>23}"
+                f"{'stack calls (mut/list)':>23} {'sk cpu s':>9} {'stack cpu s':>12}"
             )
-            for phase in ("create", "noop", "change", "delete"):
+            for phase in PHASES:
+                if f"{phase}/sk" not in r:
+                    continue
                 a, b = r[f"{phase}/sk"], r[f"{phase}/stack"]
                 print(
-                    f"{phase:<8} {a['wall']:>14.2f} {b['wall']:>9.2f} {a['wall'] / b['wall']:>6.2f} "
+                    f"{phase:<8} {a['wall']:>14.3f} {b['wall']:>9.3f} {a['wall'] / b['wall']:>6.2f} "
                     f"{a['calls_total']:>8.0f} ({a['calls_mutating']:.0f}/{a['calls_list']:.0f}) "
-                    f"{b['calls_total']:>11.0f} ({b['calls_mutating']:.0f}/{b['calls_list']:.0f})"
+                    f"{b['calls_total']:>11.0f} ({b['calls_mutating']:.0f}/{b['calls_list']:.0f}) "
+                    f"{a['cpu']:>9.3f} {b['cpu']:>12.3f}"
                 )
             sys.stdout.flush()
     finally:
         proxy.stop()
         (Path(os.environ.get("BENCH_OUT", tmp)) / "stack_compare.json").write_text(json.dumps(results, indent=1))
         shutil.rmtree(tmp / "specs10", ignore_errors=True)
+        shutil.rmtree(tmp / "pycache", ignore_errors=True)
     print(f"\nraw results: {Path(os.environ.get('BENCH_OUT', tmp)) / 'stack_compare.json'}")
 
 

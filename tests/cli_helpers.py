@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ class CliResult:
         return self.stdout + self.stderr
 
 
-def sk(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
+def sk(*args: str | Path, env: Mapping[str, str | None] | None = None) -> CliResult:
     """``swarmkeeper ARGS`` as a user would run it; exceptions surface as test errors."""
     result = CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
     return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -24,12 +24,12 @@ SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 60.0,
     interval: float = 0.2,
     message: str = "condition was not met",
 ) -> T:
-    """Call ``predicate`` until it returns something truthy and return that value.
+    """Call ``predicate`` until it returns something truthy and return that value (never None).
 
     Raises ``AssertionError`` with ``message`` (and the last value seen) after ``timeout`` seconds.
     Exceptions raised by ``predicate`` propagate immediately.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import docker
 
@@ -49,8 +50,8 @@ def web(folder: Path, ns: str, image: str, replicas: int = 2, release: str = "1"
     write_spec(folder, "net.yaml", NET.format(ns=ns))
 
 
-def service_spec(api: docker.APIClient, name: str) -> dict:  # type: ignore[type-arg]
-    return api.inspect_service(name)["Spec"]  # type: ignore[no-any-return]
+def service_spec(api: docker.APIClient, name: str) -> dict[str, Any]:
+    return cast(dict[str, Any], api.inspect_service(name)["Spec"])
 
 
 def test_create_update_scale_delete(

@@ -95,7 +95,9 @@ def test_status_branch_with_once(docker_api: docker.APIClient, namespace: str, t
     repo = GitRepo(tmp_path / "repo")
     repo.write("specs/c.yaml", config_spec(namespace, "gamma"))
     head = repo.commit("gamma")
-    args = ["--repo", repo.url, "--path", "specs", "--name", f"{namespace}-st", "--cache-dir", tmp_path / "cache"]
+    args: list[str | Path] = [
+        "--repo", repo.url, "--path", "specs", "--name", f"{namespace}-st", "--cache-dir", tmp_path / "cache",
+    ]  # fmt: skip
     done = run_sync_once(*args, "--status-branch", "swarmkeeper-status")
     assert done.returncode == 0, done.stderr
     text = git("show", f"swarmkeeper-status:{namespace}-st.status.yaml", cwd=repo.origin)

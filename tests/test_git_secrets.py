@@ -54,7 +54,9 @@ def test_sops_secret_reaches_only_the_service_that_names_it(
     )
     repo.commit("encrypted db password")
     cache, status_file = tmp_path / "cache", tmp_path / "status.yaml"
-    args = ["--repo", repo.url, "--path", "specs", "--name", f"{namespace}-sops", "--cache-dir", cache]
+    args: list[str | Path] = [
+        "--repo", repo.url, "--path", "specs", "--name", f"{namespace}-sops", "--cache-dir", cache,
+    ]  # fmt: skip
     result = run_sync_once(*args, "--status-file", status_file, "--age-key-file", key_file)
     assert result.returncode == 0, result.stderr
 

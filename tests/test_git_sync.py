@@ -289,7 +289,7 @@ def test_rollback_on_failure_reapplies_the_last_good_revision(
         assert condition(status, "Released")["reason"] == "RolledBack"
 
         def settled() -> bool:
-            spec = docker_api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+            spec: dict[str, Any] = docker_api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
             return spec.get("Command") == ["sleep", "3600"] or spec.get("Args") == ["sleep", "3600"]
 
         wait_for(settled, timeout=60, message="the service is not back at the good spec")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from git_helpers import GitRepo, git, git_daemon, smart_http
 from swarmkeeper.sources.git import GitError, GitSource, cache_dir_for, normalized_url, source_name_for
@@ -167,9 +168,7 @@ def test_names_and_urls() -> None:
         parse_remote("ftp://example.com/x")
 
 
-def _secret(text: str):  # type: ignore[no-untyped-def]
-    from pydantic import SecretStr
-
+def _secret(text: str) -> SecretStr:
     return SecretStr(text)
 
 

@@ -43,7 +43,7 @@ def test_push_webhooks_trigger_a_fetch_and_bad_signatures_change_nothing(
     (tmp_path / "token").write_text(TOKEN + "\n")
     name = f"{namespace}_web"
     with smart_http(repo.root, token=TOKEN) as base:
-        args = [
+        args: list[str | Path] = [
             "--repo", f"{base}/origin.git", "--path", "specs", "--name", f"{namespace}-hooks",
             "--cache-dir", tmp_path / "cache", "--interval", "1h",  # no polling: only webhooks fetch
             "--token-file", tmp_path / "token", "--webhook-secret-file", tmp_path / "secret",

@@ -364,7 +364,7 @@ class Run:
 
 def run_in_process(args: list[str], env: dict[str, str | None]) -> Run:
     started = time.monotonic()
-    result = sk(*args, env=env)  # type: ignore[arg-type]
+    result = sk(*args, env=env)
     return Run(result.code, result.stdout, result.stderr, time.monotonic() - started)
 
 

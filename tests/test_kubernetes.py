@@ -319,7 +319,8 @@ def test_invalid_content_is_reported_and_not_applied(
             timeout=60,
             message="web never reported InvalidSpec",
         )
-        assert kube.condition("ssvc/web", ns)["message"] == "spec: replicas cannot be set with mode global"  # type: ignore[index]
+        invalid = kube.condition("ssvc/web", ns)
+        assert invalid is not None and invalid["message"] == "spec: replicas cannot be set with mode global"
         assert service_spec(docker_api, f"{ns}_web")["Mode"] == {"Replicated": {"Replicas": 2}}
         kube.kubectl("patch", "ssvc", "web", "-n", ns, "--type=merge", "-p", '{"spec":{"mode":"replicated"}}')
         wait_for(

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from swarmkeeper.api import Key
+from swarmkeeper.engine.conditions import INVALID_SPEC
 from swarmkeeper.sources.kubernetes import (
     DEPENDENCY_INVALID,
-    INVALID_SPEC,
     VALUE_UNAVAILABLE,
     CustomResource,
     Problem,
@@ -116,7 +117,7 @@ def test_unreadable_values_are_reported_without_values(values: dict[Any, Any], m
     bodies = [body("SwarmSecret", "db", {"secretRef": {"name": "db-creds", "key": "password"}})]
     specs = load_namespace(bodies, reader(values))
     assert not specs.manifests
-    problem = specs.problems[("SwarmSecret", "shop", "db")]
+    problem = specs.problems[Key("SwarmSecret", "shop", "db")]
     assert problem.reason == VALUE_UNAVAILABLE
     assert problem.message.startswith(message)
 
@@ -126,13 +127,13 @@ def test_an_api_error_reading_a_value_is_a_problem_not_a_crash() -> None:
         raise ValueReadError("403 Forbidden")
 
     specs = load_namespace([body("SwarmSecret", "db", {"secretRef": {"name": "x", "key": "k"}})], forbidden)
-    assert specs.problems[("SwarmSecret", "shop", "db")].message == 'spec.secretRef: Secret "x": 403 Forbidden'
+    assert specs.problems[Key("SwarmSecret", "shop", "db")].message == 'spec.secretRef: Secret "x": 403 Forbidden'
 
 
 @pytest.mark.parametrize("source", [{"file": "db.txt"}, {"env": "DB_PASSWORD"}])
 def test_files_and_environment_are_not_a_kubernetes_source(source: dict[str, str]) -> None:
     specs = load_namespace([body("SwarmSecret", "db", source)], reader({}))
-    problem = specs.problems[("SwarmSecret", "shop", "db")]
+    problem = specs.problems[Key("SwarmSecret", "shop", "db")]
     assert problem.reason == INVALID_SPEC
     assert "not available through Kubernetes" in problem.message and "secretRef" in problem.message
 
@@ -153,12 +154,13 @@ def test_objects_waiting_on_an_invalid_one_are_left_out_too() -> None:
     ]
     specs = load_namespace(bodies, reader({}))
     assert sorted(m.name for m in specs.manifests) == ["net", "solo"]
-    reasons = {key[2]: p.reason for key, p in specs.problems.items()}
+    reasons = {key.name: p.reason for key, p in specs.problems.items()}
     assert reasons == {"db": INVALID_SPEC, "api": DEPENDENCY_INVALID, "web": DEPENDENCY_INVALID, "typo": INVALID_SPEC}
     assert (
-        specs.problems[("SwarmService", "shop", "api")].message == "waits for SwarmSecret/db, which cannot be applied"
+        specs.problems[Key("SwarmService", "shop", "api")].message
+        == "waits for SwarmSecret/db, which cannot be applied"
     )
-    assert 'no SwarmNetwork "nett"' in specs.problems[("SwarmService", "shop", "typo")].message
+    assert 'no SwarmNetwork "nett"' in specs.problems[Key("SwarmService", "shop", "typo")].message
 
 
 def test_objects_being_deleted_are_never_applied() -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from swarmkeeper.loading import documents as D
+from swarmkeeper.loading.errors import SpecError
+from swarmkeeper.loading.spans import document_spans, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(
@@ -49,7 +51,7 @@ def _whole(text: str) -> list[D.Document]:
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_sample_reads_the_same_either_way(path: Path) -> None:
     decoded = D.decode(path.read_bytes(), path)
-    if isinstance(decoded, D.SpecError):
+    if isinstance(decoded, SpecError):
         return
     split = D._read_by_document(decoded)
     if split is None:
@@ -86,8 +88,8 @@ def test_parts_kept_from_a_whole_read_are_what_reading_each_part_gives() -> None
     D._parts.clear()
     documents, errors = D.read_documents(MULTI, Path("f.yaml"))  # new text: read whole, parts kept
     assert not errors and documents == _whole(MULTI)
-    lines = D.split_lines(MULTI)
-    texts = ["".join(lines[s.start : s.end]) for s in D.document_spans(lines)]
+    lines = split_lines(MULTI)
+    texts = ["".join(lines[s.start : s.end]) for s in document_spans(lines)]
     parts = D._parts[Path("f.yaml")]
     assert len(texts) == 4
     for text in texts:

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from swarmkeeper.api import Key, SwarmNetwork, SwarmService
 from swarmkeeper.engine.desired import resolve_desired
 from swarmkeeper.engine.plan import Plan, make_plan
 from swarmkeeper.loading import Manifest, load_text
@@ -45,14 +46,15 @@ def manifests(text: str = SPECS) -> list[Manifest]:
 def stack(replicas: int = 2, encrypted: bool = False) -> SwarmState:
     """What `docker stack deploy` leaves: the same objects with only the stack label."""
     stack_label = {L.STACK_NAMESPACE: "shop"}
-    svc = next(m.resource for m in manifests() if m.kind == "SwarmService")
+    resources = [m.resource for m in manifests()]
+    svc = next(r for r in resources if isinstance(r, SwarmService))
     payload = build_service_spec(svc, References(networks={"back": "shop_back"}, secrets={"token": "shop_token"}))
     payload = bind_ids(payload, {"shop_token": "sec1"}, {})
     payload["Labels"] = {**stack_label, L.STACK_IMAGE: "local/busybox:1"}
     payload["Mode"]["Replicated"]["Replicas"] = replicas
     payload["TaskTemplate"]["Networks"][0]["Target"] = "net1"
     payload["TaskTemplate"]["ContainerSpec"]["Privileges"] = {"CredentialSpec": None, "SELinuxContext": None}
-    net = next(m.resource for m in manifests() if m.kind == "SwarmNetwork")
+    net = next(r for r in resources if isinstance(r, SwarmNetwork))
     network: dict[str, Any] = {**build_network_spec(net), "Id": "net1", "Scope": "swarm", "Labels": stack_label}
     if encrypted:
         network["Options"] = {"encrypted": ""}
@@ -83,18 +85,20 @@ def test_a_matching_stack_is_taken_over_by_labels_alone() -> None:
     assert steps == {("network", "adopt", "update"), ("secret", "adopt", "update"), ("service", "adopt", "update")}
     service = next(s for s in p.steps if s.type == "service")
     live = state.services[0]["Spec"]
+    assert service.payload is not None
     # The live spec goes back untouched, fields the spec leaves to the engine included; only labels differ.
     assert {k: v for k, v in service.payload.items() if k != "Labels"} == {
         k: v for k, v in live.items() if k != "Labels"
-    }  # type: ignore[union-attr]
-    assert service.payload["Labels"][L.MANAGED_BY] == "swarmkeeper"  # type: ignore[index]
-    assert service.payload["Labels"][L.STACK_NAMESPACE] == "shop"  # type: ignore[index]
+    }
+    assert service.payload["Labels"][L.MANAGED_BY] == "swarmkeeper"
+    assert service.payload["Labels"][L.STACK_NAMESPACE] == "shop"
     assert all(c.path.startswith("Labels.") for c in service.changes)
     assert not service.with_registry_auth  # credentials would change the task's pull options
     # The secret keeps its object (version 0); the takeover carries the value for swarm to compare.
     secret = next(s for s in p.steps if s.type == "secret")
     assert secret.swarm_name == "shop_token" and secret.object_id == "sec1"
-    assert secret.payload["Labels"][L.VERSION] == "0" and "Data" in secret.payload  # type: ignore[index,operator]
+    assert secret.payload is not None
+    assert secret.payload["Labels"][L.VERSION] == "0" and "Data" in secret.payload
     # The network cannot be relabelled: the step records the takeover and calls nothing.
     network = next(s for s in p.steps if s.type == "network")
     assert network.payload is None
@@ -106,13 +110,14 @@ def test_a_differing_service_is_adopted_and_updated() -> None:
     service = next(s for s in p.steps if s.type == "service")
     assert service.reason == "adopt + update"
     assert "Mode.Replicated.Replicas" in [c.path for c in service.changes]
-    assert service.payload["Mode"] == {"Replicated": {"Replicas": 2}}  # type: ignore[index]
+    assert service.payload is not None
+    assert service.payload["Mode"] == {"Replicated": {"Replicas": 2}}
 
 
 def test_a_differing_network_in_use_is_refused_and_its_services_left_alone() -> None:
     p = plan(stack(encrypted=True))
     messages = {e.key: e.message for e in p.errors}
-    assert "made outside swarmkeeper and differs" in messages[("SwarmNetwork", "shop", "back")]
+    assert "made outside swarmkeeper and differs" in messages[Key("SwarmNetwork", "shop", "back")]
     assert ("SwarmService", "shop", "web") in messages
     assert not [s for s in p.steps if s.type == "service"]
 
@@ -123,7 +128,7 @@ def test_after_adoption_the_network_stays_adopted_without_the_flag() -> None:
     ms = manifests()
     desired = resolve_desired(ms, state, adopt=True)
     svc = state.services[0]
-    svc["Spec"]["Labels"] = desired.services[("SwarmService", "shop", "web")].payload["Labels"]
+    svc["Spec"]["Labels"] = desired.services[Key("SwarmService", "shop", "web")].payload["Labels"]
     state = SwarmState(state.services, [], state.networks, state.secrets, [])
     p = plan(state, adopt=False)
     assert not [e for e in p.errors if e.key == ("SwarmNetwork", "shop", "back")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -103,7 +103,7 @@ def objects(result: ImportResult) -> dict[str, dict[str, Any]]:
 
 
 def spec(result: ImportResult, key: str) -> dict[str, Any]:
-    return objects(result)[key]["spec"]  # type: ignore[no-any-return]
+    return cast(dict[str, Any], objects(result)[key]["spec"])
 
 
 def comments(result: ImportResult, key: str) -> list[str]:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -202,9 +203,9 @@ def status_blocks(folder: Path) -> str:
     return "\n".join(out)
 
 
-def status_of(path: Path, document: int) -> dict:  # type: ignore[type-arg]
+def status_of(path: Path, document: int) -> dict[str, Any]:
     docs = list(YAML(typ="safe").load_all(path.read_text()))
-    return docs[document].get("status") or {}
+    return cast(dict[str, Any], docs[document].get("status") or {})
 
 
 def tree_text(folder: Path, *, skip: tuple[Path, ...] = ()) -> str:

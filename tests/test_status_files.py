@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from swarmkeeper.loading import writes
 from swarmkeeper.loading.spans import document_spans, split_lines
-from swarmkeeper.sources import status_files
+from swarmkeeper.loading.writes import TEMP_SUFFIX
 from swarmkeeper.sources.status_files import (
-    TEMP_SUFFIX,
     FolderStatusWriter,
     InlineStatusWriter,
     NullStatusWriter,
@@ -222,14 +222,14 @@ def test_is_own_write(tmp_path: Path) -> None:
 def test_file_changed_meanwhile_is_not_clobbered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = tmp_path / "shop.yaml"
     spec.write_text(SHOP)
-    write_temp = status_files._write_temp
+    write_temp = writes.write_temp
 
-    def edit_first(target: Path, data: bytes, like: os.stat_result | None) -> Path:
+    def edit_first(target: Path, data: bytes, *, mode: int | None = None) -> Path:
         # Someone saves the file after it was read, while the new version is being prepared.
         target.write_text(SHOP + "# edited meanwhile\n")
-        return write_temp(target, data, like)
+        return write_temp(target, data, mode=mode)
 
-    monkeypatch.setattr(status_files, "_write_temp", edit_first)
+    monkeypatch.setattr(writes, "write_temp", edit_first)
     writer = InlineStatusWriter()
     assert writer.write([entry(spec, 0, "web", WEB_STATUS)]) == []
     assert spec.read_text() == SHOP + "# edited meanwhile\n"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import docker
 from ruamel.yaml import YAML
@@ -36,9 +37,9 @@ metadata: {{name: spare, namespace: {ns}}}
 """
 
 
-def status_of(path: Path, document: int = 0) -> dict:  # type: ignore[type-arg]
+def status_of(path: Path, document: int = 0) -> dict[str, Any]:
     docs = list(YAML(typ="safe").load_all(path.read_text()))
-    return docs[document].get("status") or {}
+    return cast(dict[str, Any], docs[document].get("status") or {})
 
 
 def outside_status(text: str) -> str:
@@ -183,7 +184,7 @@ def test_invalid_edit_keeps_last_good_state(
         path.write_text(path.read_text().replace("replicas: 2", "replicas: lots"))
 
         def invalid_reported() -> bool:
-            ready = next((c for c in status_of(path).get("conditions", []) if c["type"] == "Ready"), {})
+            ready: dict[str, Any] = next((c for c in status_of(path).get("conditions", []) if c["type"] == "Ready"), {})
             return ready.get("reason") == "InvalidSpec" and "web.yaml:" in ready.get("message", "")
 
         wait_for(invalid_reported, timeout=10, message="invalid spec not reported in the file")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from .base import API_VERSION, Condition, ConditionStatus, Model, ObjectMeta, ObjectStatus
 from .cluster import EngineEndpoint, EngineTLS, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus
+from .key import Key
 from .network import IPAM, IPAMPool, SwarmNetwork, SwarmNetworkSpec
 from .service import (
     UNMANAGED_FIELDS,
@@ -36,7 +37,9 @@ from .values import SourceKeyRef, SwarmConfig, SwarmSecret, ValueSpec, ValueStat
 
 Resource = SwarmCluster | SwarmNetwork | SwarmSecret | SwarmConfig | SwarmService
 AnyResource = Annotated[Resource, Field(discriminator="kind")]
-RESOURCE_ADAPTER: TypeAdapter[Resource] = TypeAdapter(AnyResource)
+# Built on first use: only `swarmkeeper migrate` (exported objects, compose files) validates a
+# document of any kind, and every command would otherwise compile a validator for all five at import.
+RESOURCE_ADAPTER: TypeAdapter[Resource] = TypeAdapter(AnyResource, config=ConfigDict(defer_build=True))
 
 KINDS: dict[str, type[Resource]] = {
     cls.model_fields["kind"].default: cls
@@ -58,6 +61,7 @@ __all__ = [
     "FileReference",
     "Healthcheck",
     "IPAMPool",
+    "Key",
     "Model",
     "Mount",
     "NetworkAttachment",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,23 +16,58 @@ if TYPE_CHECKING:
 # Exit codes shared by all commands (diff uses 1 for "changes").
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
+# soft_wrap: a line longer than the terminal (or, in a pipe or file, than 80 columns) is written
+# whole, never broken or cut.
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _argument_metavars() -> None:
+    """Help shows an argument by its metavar alone: ``PATH...`` in the usage line and the help,
+    where typer writes ``{paths}...`` and ``paths... <list[Path]>``. Arguments without a metavar
+    keep typer's rendering; options show their metavar already."""
+    from typer.core import TyperArgument
+
+    help_record = TyperArgument.get_help_record
+    usage_pieces = TyperArgument.get_usage_pieces
+
+    def get_help_record(self: TyperArgument, ctx: Any) -> tuple[str, str] | None:
+        record = help_record(self, ctx)
+        if record is None or self.metavar is None:
+            return record
+        return self.metavar, record[1]
+
+    def get_usage_pieces(self: TyperArgument, ctx: Any) -> list[str]:
+        if self.metavar is None:
+            return usage_pieces(self, ctx)
+        return [self.metavar if self.required else f"[{self.metavar}]"]
+
+    TyperArgument.get_help_record = get_help_record  # type: ignore[method-assign]
+    TyperArgument.get_usage_pieces = get_usage_pieces  # type: ignore[method-assign]
+
+
+_argument_metavars()
 
 
 def setup_logging(verbose: int, log_format: str = "text") -> None:
     level = logging.WARNING - 10 * verbose
     root = logging.getLogger()
     root.handlers.clear()
+    handler: logging.Handler
     if log_format == "json":
         from .jsonlog import JsonFormatter
 
-        handler: logging.Handler = logging.StreamHandler()
+        handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
-    else:
+    elif err.is_terminal:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
+    else:  # a file or a pipe: one line per record, never wrapped to a width nobody reads at
+        from .jsonlog import LineFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(LineFormatter())
     root.addHandler(handler)
     root.setLevel(max(logging.DEBUG, level))
     # watchfiles reports every batch at INFO, our own status writes included; we log what matters.

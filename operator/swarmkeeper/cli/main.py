@@ -16,10 +16,11 @@ from .. import __version__
 from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, err, fail, load_or_exit, out, setup_logging
 
 if TYPE_CHECKING:
+    from ..api import Key
     from ..engine.reconcile import Outcome
+    from ..engine.run import Clients, PassOutcome, TargetOutcome
     from ..loading import Manifest
     from ..swarm.connect import EngineClient
-    from ..swarm.observe import Key
 
 # Each command imports the engine when it runs: `swarmkeeper --help` must not pay for pydantic
 # models and the docker client.
@@ -33,14 +34,25 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Paths = Annotated[list[Path], typer.Argument(help="Spec files or folders (searched for *.yaml, *.yml).")]
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Only objects of this SwarmCluster.")]
+Paths = Annotated[
+    list[Path], typer.Argument(metavar="PATH...", help="Spec files or folders (searched for *.yaml, *.yml).")
+]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", metavar="NAME", help="Only objects of this SwarmCluster.")]
 HostOpt = Annotated[
     str | None,
-    typer.Option("--host", "-H", envvar="DOCKER_HOST", help="Default engine (objects without spec.cluster)."),
+    typer.Option(
+        "--host",
+        "-H",
+        envvar="DOCKER_HOST",
+        metavar="URL",
+        help="Default engine (objects without spec.cluster).",
+    ),
 ]
 SourceOpt = Annotated[
-    str, typer.Option("--source", help="Owner name for prune: only objects applied with the same source are pruned.")
+    str,
+    typer.Option(
+        "--source", metavar="NAME", help="Owner name for prune: only objects applied with the same source are pruned."
+    ),
 ]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
 AdoptOpt = Annotated[
@@ -61,27 +73,24 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """A declarative control plane for Docker Swarm."""
 
 
-def _targets(
-    manifests: list[Manifest], cluster: str | None, host: str | None
-) -> list[tuple[str | None, list[Manifest]]]:
-    from ..engine.clusters import group_by_cluster
+def _clients(host: str | None) -> Clients:
+    from ..engine.run import Clients
 
-    return [(t.cluster, t.manifests) for t in group_by_cluster(manifests, cluster)]
+    return Clients(host)
 
 
-def _connect(cluster: str | None, manifests: list[Manifest], host: str | None) -> EngineClient:
-    from ..engine.clusters import connect_target
-    from ..swarm.errors import EngineError
-
-    try:
-        return connect_target(cluster, manifests, host=host)
-    except (LookupError, EngineError) as exc:
-        fail(str(exc))
+def _fail_unreachable(outcome: PassOutcome) -> None:
+    """A one-shot command stops at the first engine that did not answer, naming it."""
+    for t in outcome.targets:
+        if t.error is not None:
+            fail(f"{t.where}: {t.error}" if t.cluster else t.error)
 
 
 @app.command()
@@ -107,26 +116,25 @@ def diff(
     verbose: Verbose = 0,
 ) -> None:
     """Field-level differences between specs and the live swarm (exit 1 when there are any)."""
-    from ..engine.reconcile import Options, reconcile
-    from ..swarm.errors import EngineError
+    from ..engine.run import Options, run_pass
     from . import render
     from .nodes import cluster_lines
 
     setup_logging(verbose)
     manifests = load_or_exit(paths)
+    options = Options(prune=prune, dry_run=True, source=source, adopt=adopt, status=False)
+    # Empty specs reach the engine only to show what --prune would remove.
+    outcome = run_pass(manifests, _clients(host), options, only=cluster, empty_pass=prune)
+    _fail_unreachable(outcome)
     changes = False
-    for name, group in _targets(manifests, cluster, host):
-        client = _connect(name, manifests, host)
-        try:
-            outcome = reconcile(client, group, Options(prune=prune, dry_run=True, source=source, adopt=adopt))
-        except EngineError as exc:
-            fail(str(exc))
-        if name is not None:
-            out.print(f"cluster {name}:")
-        for line in [*cluster_lines(outcome, dry_run=True), *render.plan_lines(outcome.plan)]:
+    for target in outcome.targets:
+        assert target.outcome is not None
+        if target.cluster is not None:
+            out.print(f"cluster {target.cluster}:")
+        for line in [*cluster_lines(target.outcome, dry_run=True), *render.plan_lines(target.outcome.plan)]:
             out.print(line)
-        changes = changes or not outcome.plan.empty or bool(outcome.plan.errors)
-        changes = changes or any(c.planned or not c.ok for c in outcome.clusters)
+        changes = changes or not target.outcome.plan.empty or bool(target.outcome.plan.errors)
+        changes = changes or any(c.planned or not c.ok for c in target.outcome.clusters)
     if not changes:
         out.print("no changes")
     raise typer.Exit(EXIT_FAILED if changes else EXIT_OK)
@@ -157,7 +165,7 @@ def apply(
     force: Annotated[bool, typer.Option(help="Allow pruning more than half of the managed objects.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     wait: Annotated[bool, typer.Option(help="Follow services until converged; exit 1 if an update fails.")] = False,
-    timeout: Annotated[str, typer.Option(help="How long --wait (and dependsOn) may take.")] = "5m",
+    timeout: Annotated[str, typer.Option(metavar="DURATION", help="How long --wait (and dependsOn) may take.")] = "5m",
     cluster: ClusterOpt = None,
     host: HostOpt = None,
     source: SourceOpt = "default",
@@ -166,7 +174,7 @@ def apply(
 ) -> None:
     """Make the swarm match the specs."""
     from ..api.units import duration_to_ns
-    from ..engine.reconcile import Options, reconcile
+    from ..engine.run import Options, run_pass
     from ..swarm.errors import EngineError
 
     setup_logging(verbose)
@@ -175,30 +183,39 @@ def apply(
     except ValueError as exc:
         fail(f"--timeout: {exc}", EXIT_INVALID)
     manifests = load_or_exit(paths)
-    ok = True
-    for name, group in _targets(manifests, cluster, host):
-        client = _connect(name, manifests, host)
-        options = Options(
-            prune=prune,
-            force=force,
-            dry_run=dry_run,
-            source=source,
-            dependency_timeout=limit,
-            adopt=adopt,
-            status=False,
-        )
-        try:
-            outcome = reconcile(client, group, options)
-            _print_outcome(outcome, dry_run)
-            ok = ok and outcome.ok
-            if wait and not dry_run and not outcome.plan.blocked:
-                keys = [m.key for m in group if m.kind == "SwarmService"]
-                ok = _wait(client, keys, limit) and ok
-                # Versions freed by the finished rollout can go now rather than on the next apply.
-                reconcile(client, group, Options(prune=False, source=source, status=False))
-        except EngineError as exc:
-            fail(str(exc))
+    clients = _clients(host)
+    options = Options(
+        prune=prune,
+        force=force,
+        dry_run=dry_run,
+        source=source,
+        dependency_timeout=limit,
+        adopt=adopt,
+        status=False,
+    )
+    # Each engine's plan is printed as it completes: a slow engine does not hide the others' results.
+    outcome = run_pass(
+        manifests, clients, options, only=cluster, empty_pass=prune, on_target=lambda t: _print_target(t, dry_run)
+    )
+    ok = outcome.applied_ok
+    for target in outcome.targets:
+        if target.outcome is None:
+            continue
+        if wait and not dry_run and not target.outcome.plan.blocked:
+            keys = [m.key for m in target.manifests if m.kind == "SwarmService"]
+            try:
+                ok = _wait(clients.get(target.cluster, manifests), keys, limit) and ok
+            except EngineError as exc:
+                fail(str(exc))
+            # Versions freed by the finished rollout can go now rather than on the next apply.
+            run_pass(manifests, clients, Options(source=source, status=False), only=target.cluster)
+    _fail_unreachable(outcome)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _print_target(target: TargetOutcome, dry_run: bool) -> None:
+    if target.outcome is not None:
+        _print_outcome(target.outcome, dry_run)
 
 
 def _wait(client: EngineClient, keys: list[Key], timeout: float) -> bool:
@@ -227,10 +244,18 @@ def _wait(client: EngineClient, keys: list[Key], timeout: float) -> bool:
 
 @app.command()
 def get(
-    kind: Annotated[str | None, typer.Argument(help="services, networks, secrets, configs (or all).")] = None,
-    name: Annotated[str | None, typer.Argument(help="Object name.")] = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, wide, yaml or json.")] = "table",
+    kind: Annotated[
+        str | None,
+        typer.Argument(metavar="KIND", help="services, networks, secrets, configs, nodes (or all)."),
+    ] = None,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Object name.")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", metavar="NAMESPACE", help="Only objects of this namespace."),
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="FORMAT", help="table, wide, yaml or json.")
+    ] = "table",
     host: HostOpt = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -250,9 +275,8 @@ def get(
         if kind.lower() not in KIND_ALIASES:
             fail(f"unknown kind {kind!r}; use one of services, networks, secrets, configs", EXIT_INVALID)
         kinds = {KIND_ALIASES[kind.lower()]}
-    client = _connect(None, [], host)
     try:
-        objects = inventory(observe(client))
+        objects = inventory(observe(_clients(host).get(None)))
     except EngineError as exc:
         fail(str(exc))
     objects = [
@@ -319,29 +343,31 @@ def get(
     if not rows:
         out.print("no objects")
         return
-    out.print(render.rows_table(columns, rows))
+    render.print_table(out, columns, rows)
 
 
 @app.command()
 def delete(
-    targets: Annotated[list[str], typer.Argument(help="Spec paths, or KIND NAME.")],
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="With KIND NAME.")] = None,
+    targets: Annotated[
+        list[str], typer.Argument(metavar="(PATH... | KIND NAME)", help="Spec files or folders, or a kind and a name.")
+    ],
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", metavar="NAMESPACE", help="With KIND NAME.")
+    ] = None,
     host: HostOpt = None,
     verbose: Verbose = 0,
 ) -> None:
     """Remove managed objects: those defined in spec files, or one named KIND NAME."""
-    from ..engine.apply import apply_plan
+    from ..api import Key
     from ..engine.clusters import group_by_cluster
     from ..engine.inventory import KIND_ALIASES
-    from ..engine.plan import make_delete_plan
-    from ..swarm.errors import EngineError
-    from ..swarm.observe import observe
+    from ..engine.run import run_delete
     from . import render
 
     setup_logging(verbose)
     if len(targets) == 2 and targets[0].lower() in KIND_ALIASES and not Path(targets[0]).exists():
         keys_by_cluster: dict[str | None, set[Key]] = {
-            None: {(KIND_ALIASES[targets[0].lower()], namespace, targets[1])}
+            None: {Key(KIND_ALIASES[targets[0].lower()], namespace, targets[1])}
         }
         manifests: list[Manifest] = []
     else:
@@ -349,44 +375,42 @@ def delete(
         keys_by_cluster = {}
         for t in group_by_cluster(manifests):
             keys_by_cluster[t.cluster] = {m.key for m in t.manifests if m.kind != "SwarmCluster"}
-    ok = True
-    for cluster, keys in keys_by_cluster.items():
-        client = _connect(cluster, manifests, host)
-        try:
-            state = observe(client)
-            present = {
-                k
-                for k in keys
-                if k in state.managed_services or k in state.managed_networks or k in state.managed_values
-            }
-            for k in sorted(keys - present, key=str):
-                out.print(f"{render.key_name(k)}: not found (or not managed by swarmkeeper)")
-            plan = make_delete_plan(state, present)
-            report = apply_plan(client, plan, state)
-        except EngineError as exc:
-            fail(str(exc))
+    outcome = run_delete(keys_by_cluster, _clients(host), manifests)
+    for k in outcome.missing:
+        out.print(f"{render.key_name(k)}: not found (or not managed by swarmkeeper)")
+    for plan in outcome.plans.values():
         for line in render.plan_lines(plan, changes=False):
             out.print(line)
-        for r in report.failed:
-            err.print(f"failed: {r.step.describe()}: {r.error}", markup=False)
-        ok = ok and not report.failed
-    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+    for r in outcome.failed:
+        err.print(f"failed: {r.step.describe()}: {r.error}", markup=False)
+    for cluster, why in outcome.unreachable.items():
+        fail(f"cluster {cluster}: {why}" if cluster else why)
+    raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FAILED)
 
 
 @app.command()
 def watch(
     paths: Paths,
-    interval: Annotated[str, typer.Option(help="Full resync period, besides file and engine events.")] = "5m",
+    interval: Annotated[
+        str, typer.Option(metavar="DURATION", help="Full resync period, besides file and engine events.")
+    ] = "5m",
     prune: Annotated[bool, typer.Option(help="Delete managed objects that left the specs.")] = False,
     force: Annotated[bool, typer.Option(help="Allow pruning more than half of the managed objects.")] = False,
     status: Annotated[
-        str, typer.Option(help="Where status goes: inline (the spec files' status: blocks), file (.status/), none.")
+        str,
+        typer.Option(
+            metavar="MODE", help="Where status goes: inline (the spec files' status: blocks), file (.status/), none."
+        ),
     ] = "inline",
     once: Annotated[bool, typer.Option(help="One pass, then exit (non-zero if it failed).")] = False,
-    metrics_addr: Annotated[str | None, typer.Option(help="Serve /metrics, /healthz and /readyz on HOST:PORT.")] = None,
-    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    metrics_addr: Annotated[
+        str | None, typer.Option(metavar="HOST:PORT", help="Serve /metrics, /healthz and /readyz on HOST:PORT.")
+    ] = None,
+    log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",
     init_swarm: Annotated[bool, typer.Option(help="Initialise a single-node swarm if the engine has none.")] = False,
-    advertise_addr: Annotated[str | None, typer.Option(help="With --init-swarm: the address to advertise.")] = None,
+    advertise_addr: Annotated[
+        str | None, typer.Option(metavar="ADDR", help="With --init-swarm: the address to advertise.")
+    ] = None,
     host: HostOpt = None,
     source: SourceOpt = "default",
     verbose: Verbose = 0,
@@ -396,7 +420,7 @@ def watch(
     from ..controller.loop import LoopOptions
     from ..controller.watch import WatchOptions, run_watch
     from ..swarm.errors import EngineError
-    from ..swarm.membership import init_single_node, swarm_state
+    from ..swarm.membership import require_manager
 
     if log_format not in ("text", "json"):
         fail("--log-format must be text or json", EXIT_INVALID)
@@ -410,21 +434,12 @@ def watch(
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", EXIT_INVALID)
-    client = _connect(None, [], host)
     try:
-        state, manager = swarm_state(client)
-        if state != "active":
-            if not init_swarm:
-                fail(
-                    "this Docker Engine is not in swarm mode. Run `docker swarm init` (or start again with "
-                    "--init-swarm to make it a single-node swarm)"
-                )
-            node = init_single_node(client, advertise_addr)
-            out.print(f"initialised a single-node swarm (node {node[:12]})")
-        elif not manager:
-            fail("this engine is a swarm worker; point swarmkeeper at a manager (--host or DOCKER_HOST)")
+        node = require_manager(_clients(host).get(None), init=init_swarm, advertise_addr=advertise_addr)
     except EngineError as exc:
         fail(str(exc))
+    if node is not None:
+        out.print(f"initialised a single-node swarm (node {node[:12]})")
     loop = LoopOptions(
         interval=period, prune=prune, force=force, once=once, source=source, host=host, metrics_addr=metrics_addr
     )

@@ -31,7 +31,9 @@ import_app = typer.Typer(
 
 OutputDir = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write one file per object into this folder (stdout when omitted)."),
+    typer.Option(
+        "--output", "-o", metavar="DIR", help="Write one file per object into this folder (stdout when omitted)."
+    ),
 ]
 Force = Annotated[bool, typer.Option(help="Overwrite spec files that exist in the output folder.")]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
@@ -109,11 +111,10 @@ def _write(objects: Sequence[SpecObject], header: Sequence[str], output: Path | 
     if existing and not force:
         shown = ", ".join(str(p) for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
         fail(f"{shown}: exists; nothing was written (use --force to overwrite)", EXIT_INVALID)
+    from ..loading.writes import write_atomic
+
     for path, text in texts.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"))
     err.print(f"wrote {len(texts)} spec file{'s' if len(texts) != 1 else ''} to {output}", markup=False)
 
 
@@ -131,14 +132,21 @@ def _namespace_or_exit(namespace: str | None) -> None:
 
 @import_app.command("compose")
 def import_compose(
-    file: Annotated[Path, typer.Argument(help="The compose file (as for docker stack deploy -c).")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The compose file (as for docker stack deploy -c).")],
     env_file: Annotated[
         list[Path] | None,
-        typer.Option("--env-file", help="KEY=VALUE variables for ${VAR}; the environment wins, as in compose."),
+        typer.Option(
+            "--env-file", metavar="FILE", help="KEY=VALUE variables for ${VAR}; the environment wins, as in compose."
+        ),
     ] = None,
     namespace: Annotated[
         str | None,
-        typer.Option("--namespace", "-n", help="The stack name (docker stack deploy's NAME): objects are NAME_<name>."),
+        typer.Option(
+            "--namespace",
+            "-n",
+            metavar="NAME",
+            help="The stack name (docker stack deploy's NAME): objects are NAME_<name>.",
+        ),
     ] = None,
     output: OutputDir = None,
     force: Force = False,
@@ -187,11 +195,14 @@ def import_compose(
 
 
 def export(
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Only objects of this namespace.")] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", metavar="NAMESPACE", help="Only objects of this namespace.")
+    ] = None,
     output: OutputDir = None,
     force: Force = False,
     host: Annotated[
-        str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", help="The engine to read (default: local).")
+        str | None,
+        typer.Option("--host", "-H", envvar="DOCKER_HOST", metavar="URL", help="The engine to read (default: local)."),
     ] = None,
     verbose: Verbose = 0,
 ) -> None:

@@ -86,7 +86,7 @@ def show_nodes(paths: list[Path], cluster: str | None, host: str | None, output:
     from ..engine.cluster_status import member_status
     from ..engine.clusters import connect_target
     from ..swarm.errors import EngineError
-    from .render import rows_table
+    from .render import print_table
 
     if output not in ("table", "yaml", "json"):
         fail(f"unknown output {output!r}; use table, yaml or json", EXIT_INVALID)
@@ -119,7 +119,7 @@ def show_nodes(paths: list[Path], cluster: str | None, host: str | None, output:
     for name, statuses, unknown, _ in sections:
         if len(sections) > 1:
             out.print(f"cluster {name or '(default engine)'}:", style="bold")
-        out.print(rows_table(COLUMNS, _rows(statuses, unknown)))
+        print_table(out, COLUMNS, _rows(statuses, unknown))
 
 
 def register(app: typer.Typer) -> None:
@@ -127,12 +127,17 @@ def register(app: typer.Typer) -> None:
     def nodes(
         files: Annotated[
             list[Path] | None,
-            typer.Option("--file", "-f", help="Spec files or folders holding the SwarmCluster objects."),
+            typer.Option(
+                "--file", "-f", metavar="PATH", help="Spec files or folders holding the SwarmCluster objects."
+            ),
         ] = None,
-        cluster: Annotated[str | None, typer.Option("--cluster", help="Only this SwarmCluster.")] = None,
-        output: Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")] = "table",
+        cluster: Annotated[
+            str | None, typer.Option("--cluster", metavar="NAME", help="Only this SwarmCluster.")
+        ] = None,
+        output: Annotated[str, typer.Option("--output", "-o", metavar="FORMAT", help="table, yaml or json.")] = "table",
         host: Annotated[
-            str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", help="Engine to ask without specs.")
+            str | None,
+            typer.Option("--host", "-H", envvar="DOCKER_HOST", metavar="URL", help="Engine to ask without specs."),
         ] = None,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
     ) -> None:

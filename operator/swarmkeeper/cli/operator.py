@@ -26,20 +26,29 @@ def operator(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
     host: Annotated[
         str | None,
-        typer.Option("--host", "-H", help="Default engine (objects without spec.cluster); else DOCKER_HOST."),
+        typer.Option(
+            "--host", "-H", metavar="URL", help="Default engine (objects without spec.cluster); else DOCKER_HOST."
+        ),
     ] = None,
-    metrics_addr: Annotated[str | None, typer.Option(help="Serve /metrics, /healthz and /readyz on HOST:PORT.")] = None,
-    resync: Annotated[str, typer.Option(help="Full pass over every namespace at least this often.")] = "30s",
+    metrics_addr: Annotated[
+        str | None, typer.Option(metavar="HOST:PORT", help="Serve /metrics, /healthz and /readyz on HOST:PORT.")
+    ] = None,
+    resync: Annotated[
+        str, typer.Option(metavar="DURATION", help="Full pass over every namespace at least this often.")
+    ] = "30s",
     lease_namespace: Annotated[
         str | None,
         typer.Option(
+            metavar="NS",
             help="Namespace of the Lease that elects the acting operator (default: POD_NAMESPACE, "
-            "else the only --namespace, else default)."
+            "else the only --namespace, else default).",
         ),
     ] = None,
-    lease_name: Annotated[str, typer.Option(help="Name of that Lease.")] = "swarmkeeper-operator",
-    lease_ttl: Annotated[str, typer.Option(help="How long a silent holder keeps the Lease.")] = "15s",
-    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    lease_name: Annotated[str, typer.Option(metavar="NAME", help="Name of that Lease.")] = "swarmkeeper-operator",
+    lease_ttl: Annotated[
+        str, typer.Option(metavar="DURATION", help="How long a silent holder keeps the Lease.")
+    ] = "15s",
+    log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")] = 0,
 ) -> None:
     """Apply swarmkeeper's Kubernetes custom resources to the swarm; write their status back."""

@@ -1,5 +1,6 @@
-"""Plans, progress and object lists as rich tables and text. Nothing here reads a secret value:
-plans and states carry names, versions and fingerprints' existence, never the values."""
+"""Plans, progress and object lists as rich tables and text (plain aligned lines in pipes and
+files). Nothing here reads a secret value: plans and states carry names, versions and
+fingerprints' existence, never the values."""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from ..api import Key
 from ..engine.plan import Plan, Step
 from ..engine.progress import Progress
-from ..swarm.observe import Key
+from .jsonlog import one_line
 
 _SYMBOL = {"create": "+", "update": "~", "recreate": "±", "delete": "-"}
 _STYLE = {"create": "green", "update": "yellow", "recreate": "magenta", "delete": "red"}
 
 
 def key_name(key: Key) -> str:
-    kind, ns, name = key
-    return f"{kind}/{name}" if ns is None else f"{kind}/{ns}/{name}"
+    return str(Key(*key))
 
 
 def step_line(step: Step) -> Text:
@@ -85,24 +89,72 @@ def age(created: str | None, now: datetime | None = None) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def progress_table(progress: dict[Key, Progress | None]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for col in ("SERVICE", "READY", "UPDATED", "UPDATE", "MESSAGE"):
-        table.add_column(col)
+def progress_table(progress: dict[Key, Progress | None]) -> TableView:
+    rows: list[list[str]] = []
     for key, p in progress.items():
         if p is None:
-            table.add_row(key_name(key), "-", "-", "", "missing")
+            rows.append([key_name(key), "-", "-", "", "missing"])
             continue
         done = "✓" if p.converged else ("✗" if p.failed else "…")
         message = p.failed or (p.task_error["error"] if p.task_error and not p.converged else p.update_message or "")
-        table.add_row(f"{done} {key[2]}", p.ready, f"{p.up_to_date}/{p.desired}", p.update_state or "", message or "")
-    return table
+        rows.append([f"{done} {key.name}", p.ready, f"{p.up_to_date}/{p.desired}", p.update_state or "", message or ""])
+    return TableView(
+        ["SERVICE", "READY", "UPDATED", "UPDATE", "MESSAGE"], rows, no_wrap=False, header_style="table.header"
+    )
 
 
-def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in columns:
-        table.add_column(col, no_wrap=True)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    return table
+def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> TableView:
+    return TableView(columns, rows)
+
+
+def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Every table the commands print goes through here (or is a ``TableView`` printed as is)."""
+    console.print(TableView(columns, rows), crop=False)
+
+
+class TableView:
+    """Rows under column headers. On a terminal, a rich table fitted to its width; in a pipe or a
+    file, plain lines as kubectl prints them: every cell whole, columns aligned with spaces, no
+    styles, and line breaks inside a cell written ``\\n`` so that a row stays one line."""
+
+    GAP = "   "
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        no_wrap: bool = True,
+        header_style: str = "bold",
+    ) -> None:
+        self.columns = list(columns)
+        self.rows = [["" if v is None else str(v) for v in row] for row in rows]
+        self.no_wrap = no_wrap
+        self.header_style = header_style
+
+    def table(self) -> Table:
+        table = Table(box=None, pad_edge=False, header_style=self.header_style)
+        for col in self.columns:
+            table.add_column(col, no_wrap=self.no_wrap)
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def lines(self) -> list[str]:
+        grid = [[one_line(cell) for cell in row] for row in (self.columns, *self.rows)]
+        widths: dict[int, int] = {}
+        for row in grid:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths.get(i, 0), cell_len(cell))
+        return [
+            self.GAP.join(cell + " " * (widths[i] - cell_len(cell)) for i, cell in enumerate(row)).rstrip()
+            for row in grid
+        ]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if console.is_terminal:
+            yield self.table()
+            return
+        for line in self.lines():
+            yield Segment(line)
+            yield Segment.line()

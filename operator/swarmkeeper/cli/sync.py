@@ -214,35 +214,65 @@ def print_plan(name: str, commit: Commit | None, errors: Sequence[SpecError], ou
 def register(app: typer.Typer) -> None:
     @app.command()
     def sync(
-        repo: Annotated[str | None, typer.Option(help="A path, file://, git://, http(s):// or ssh URL.")] = None,
-        ref: Annotated[str, typer.Option(help="Branch or tag to follow (or a full ref name).")] = "main",
-        path: Annotated[str, typer.Option(help="Folder (or file) of specs inside the repository.")] = "",
-        config: Annotated[Path | None, typer.Option(help="Several sources from a YAML file (sources: [...]).")] = None,
-        name: Annotated[str | None, typer.Option(help="Owner name for prune (default: derived).")] = None,
-        interval: Annotated[str, typer.Option(help="Poll period (fetch and full resync).")] = "1m",
+        repo: Annotated[
+            str | None, typer.Option(metavar="URL", help="A path, file://, git://, http(s):// or ssh URL.")
+        ] = None,
+        ref: Annotated[str, typer.Option(metavar="REF", help="Branch or tag to follow (or a full ref name).")] = "main",
+        path: Annotated[
+            str, typer.Option(metavar="PATH", help="Folder (or file) of specs inside the repository.")
+        ] = "",
+        config: Annotated[
+            Path | None, typer.Option(metavar="FILE", help="Several sources from a YAML file (sources: [...]).")
+        ] = None,
+        name: Annotated[
+            str | None, typer.Option(metavar="NAME", help="Owner name for prune (default: derived).")
+        ] = None,
+        interval: Annotated[str, typer.Option(metavar="DURATION", help="Poll period (fetch and full resync).")] = "1m",
         prune: Annotated[bool, typer.Option(help="Delete objects of this source that left the specs.")] = False,
         force: Annotated[bool, typer.Option(help="Allow pruning more than half of this source's objects.")] = False,
         once: Annotated[bool, typer.Option(help="One fetch and pass, then exit (2: invalid specs).")] = False,
         suspend: Annotated[bool, typer.Option(help="Fetch and report only; apply nothing.")] = False,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each new plan; apply nothing.")] = False,
-        status_file: Annotated[str | None, typer.Option(help="Write the source's status (YAML) to this file.")] = None,
-        status_branch: Annotated[str | None, typer.Option(help="Also commit the status to this branch.")] = None,
-        cache_dir: Annotated[str | None, typer.Option(help="Base folder of repository caches.")] = None,
-        username: Annotated[str | None, typer.Option(help="http(s)/ssh user (default: git with a token).")] = None,
-        token_file: Annotated[str | None, typer.Option(help="File holding an http(s) access token.")] = None,
-        token_env: Annotated[str | None, typer.Option(help="Environment variable holding an access token.")] = None,
-        ssh_key_file: Annotated[str | None, typer.Option(help="ssh private key file.")] = None,
-        known_hosts_file: Annotated[str | None, typer.Option(help="ssh known_hosts: only these host keys.")] = None,
-        webhook_addr: Annotated[str | None, typer.Option(help="Receive push webhooks on HOST:PORT.")] = None,
-        webhook_secret_file: Annotated[str | None, typer.Option(help="Shared secret of the webhooks.")] = None,
-        age_key_file: Annotated[str | None, typer.Option(help="age keys for SOPS files.")] = None,
+        status_file: Annotated[
+            str | None, typer.Option(metavar="FILE", help="Write the source's status (YAML) to this file.")
+        ] = None,
+        status_branch: Annotated[
+            str | None, typer.Option(metavar="BRANCH", help="Also commit the status to this branch.")
+        ] = None,
+        cache_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Base folder of repository caches.")] = None,
+        username: Annotated[
+            str | None, typer.Option(metavar="USER", help="http(s)/ssh user (default: git with a token).")
+        ] = None,
+        token_file: Annotated[
+            str | None, typer.Option(metavar="FILE", help="File holding an http(s) access token.")
+        ] = None,
+        token_env: Annotated[
+            str | None, typer.Option(metavar="VAR", help="Environment variable holding an access token.")
+        ] = None,
+        ssh_key_file: Annotated[str | None, typer.Option(metavar="FILE", help="ssh private key file.")] = None,
+        known_hosts_file: Annotated[
+            str | None, typer.Option(metavar="FILE", help="ssh known_hosts: only these host keys.")
+        ] = None,
+        webhook_addr: Annotated[
+            str | None, typer.Option(metavar="HOST:PORT", help="Receive push webhooks on HOST:PORT.")
+        ] = None,
+        webhook_secret_file: Annotated[
+            str | None, typer.Option(metavar="FILE", help="Shared secret of the webhooks.")
+        ] = None,
+        age_key_file: Annotated[str | None, typer.Option(metavar="FILE", help="age keys for SOPS files.")] = None,
         rollback_on_failure: Annotated[
             bool, typer.Option(help="Re-apply the last converged revision when a release fails.")
         ] = False,
-        timeout: Annotated[str, typer.Option(help="How long a release may take to converge.")] = "5m",
-        metrics_addr: Annotated[str | None, typer.Option(help="Serve /metrics and health.")] = None,
-        log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
-        host: Annotated[str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", help="Default engine.")] = None,
+        timeout: Annotated[
+            str, typer.Option(metavar="DURATION", help="How long a release may take to converge.")
+        ] = "5m",
+        metrics_addr: Annotated[
+            str | None, typer.Option(metavar="HOST:PORT", help="Serve /metrics and health.")
+        ] = None,
+        log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",
+        host: Annotated[
+            str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", metavar="URL", help="Default engine.")
+        ] = None,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
     ) -> None:
         """Keep the swarm in step with specs in a Git repository.
@@ -300,16 +330,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _check_swarm(host: str | None) -> None:
-    from ..engine.clusters import connect_target
+    from ..engine.run import Clients
     from ..swarm.errors import EngineError
-    from ..swarm.membership import swarm_state
+    from ..swarm.membership import require_manager
 
     try:
-        client = connect_target(None, [], host=host)
-        state, manager = swarm_state(client)
-    except (LookupError, EngineError) as exc:
+        require_manager(Clients(host).get(None))
+    except EngineError as exc:
         fail(str(exc))
-    if state != "active":
-        fail("this Docker Engine is not in swarm mode; run `docker swarm init` (or `swarmkeeper watch --init-swarm`)")
-    if not manager:
-        fail("this engine is a swarm worker; point swarmkeeper at a manager (--host or DOCKER_HOST)")

@@ -12,23 +12,19 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
-from ..api import ObjectStatus
-from ..engine.clusters import Target, connect_target, group_by_cluster
-from ..engine.inventory import inventory
-from ..engine.reconcile import Options, Outcome, reconcile
-from ..loading import LoadResult, Manifest, SpecError
+from ..engine.run import Clients, Options, PassOutcome, run_pass
+from ..loading import LoadResult, Manifest
 from ..swarm import labels as L
 from ..swarm.connect import EngineClient
-from ..swarm.errors import EngineError
-from ..swarm.observe import Key
 from .engine_events import EngineEvents
 from .lease_keeper import LeaseKeeper
 from .metrics import HealthServer, Metrics
+from .once import LastingStates
 from .triggers import Wakeup
 
 log = logging.getLogger(__name__)
@@ -48,9 +44,9 @@ class Source(Protocol):
 
     def load(self) -> LoadResult: ...
 
-    def publish(
-        self, manifests: Sequence[Manifest], statuses: Mapping[Key, ObjectStatus], errors: Sequence[SpecError]
-    ) -> None: ...
+    def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
+        """Status back to the source: ``manifests`` are the objects as the source has them now (an
+        invalid one is among them, with its error in ``outcome.spec_errors``)."""
 
     def triggers(self, wakeup: Wakeup) -> list[Trigger]: ...
 
@@ -86,29 +82,23 @@ class Controller:
         self.stopping = threading.Event()
         self.last_good: list[Manifest] | None = None
         self.last_errors: list[str] = []
-        self.clients: dict[str | None, EngineClient] = {}
+        self.clients = Clients(options.host)
+        self.waiting = LastingStates(log)
+        self.problems = LastingStates(log)
+        self.away = LastingStates(log)
         # The lease has its own connection: its renewals (a label update every ttl/3) are bookkeeping,
         # kept out of the reconcile's call counts, which must show zero writes when nothing changes.
         self.lease = LeaseKeeper(
-            lambda: connect_target(None, [], host=options.host), options.source, self.wakeup, options.lease_ttl
+            lambda: Clients(options.host).get(None), options.source, self.wakeup, options.lease_ttl
         )
         self.alive_at = time.monotonic()
         self.engine_ok = False
         self.passes = 0
+        self.last_outcome: PassOutcome | None = None
 
     # -- connections ---------------------------------------------------------------------------
     def _default_client(self) -> EngineClient:
-        return self._client(None, [])
-
-    def _client(self, cluster: str | None, manifests: Sequence[Manifest]) -> EngineClient:
-        client = self.clients.get(cluster)
-        if client is None:
-            try:
-                client = connect_target(cluster, manifests, host=self.options.host)
-            except LookupError as exc:
-                raise EngineError(str(exc)) from None
-            self.clients[cluster] = client
-        return client
+        return self.clients.get(None)
 
     # -- health --------------------------------------------------------------------------------
     def healthy(self) -> bool:
@@ -123,8 +113,7 @@ class Controller:
         """Load, reconcile, write status."""
         started = time.monotonic()
         result = self.source.load()
-        errors: list[SpecError] = result.errors
-        self.metrics.spec_errors.labels(self.name).set(len(errors))
+        errors = result.errors
         if errors:
             # The same broken file is seen by every pass until it is fixed: say it once per change.
             texts = [str(e) for e in errors]
@@ -133,84 +122,62 @@ class Controller:
                 log.log(level, "invalid spec: %s", text)
             self.last_errors = texts
             if self.last_good is None:
-                log.error("no valid specs yet: nothing is applied until the errors above are fixed")
+                log.log(level, "no valid specs yet: nothing is applied until the errors above are fixed")
         else:
             if self.last_errors:
                 log.info("specs are valid again")
             self.last_errors = []
             self.last_good = result.manifests
-        manifests = self.last_good or []
-        statuses: dict[Key, ObjectStatus] = {}
-        requeue = False
-        ok = True
-        targets = group_by_cluster(manifests)
-        if not targets and self.last_good is not None:
-            # Valid but empty specs still get a pass on the default engine: that is where
-            # --prune (and its guard against mass deletion) sees that everything went away.
-            targets = [Target(None, [])]
-        unreachable = 0
-        for target in targets:
-            # Each engine on its own: one cluster being away must not stop the others converging.
-            try:
-                client = self._client(target.cluster, manifests)
-                outcome = reconcile(
-                    client,
-                    target.manifests,
-                    Options(
-                        prune=self.options.prune,
-                        force=self.options.force,
-                        source=self.options.source,
-                        dependency_timeout=0.0,
-                        revision=self.source.revision(),
-                    ),
-                )
-            except EngineError as exc:
-                unreachable += 1
-                ok = False
-                requeue = True
-                where = f"cluster {target.cluster}" if target.cluster else "engine"
-                log.error("%s unavailable: %s; retrying", where, exc)
-                self.clients.pop(target.cluster, None)
-                continue
-            statuses.update(outcome.statuses)
-            self._report(outcome, client)
-            ok = ok and outcome.ok
-            requeue = requeue or any(r.deferred for r in outcome.report.results)
-        self.engine_ok = unreachable == 0
+        if self.last_good is None:
+            outcome = PassOutcome(spec_errors=list(errors))
+        else:
+            options = Options(
+                prune=self.options.prune,
+                force=self.options.force,
+                source=self.options.source,
+                dependency_timeout=0.0,
+                revision=self.source.revision(),
+            )
+            outcome = run_pass(self.last_good, self.clients, options, spec_errors=errors)
+        self._report(outcome)
+        self.engine_ok = outcome.engine_ok
         # Status goes to the objects as they are in the files now (fresh positions), the invalid ones
         # get their error; everything else keeps the status computed from the last good specs.
-        current = result.manifests if errors else manifests
         try:
-            self.source.publish(current, statuses, errors)
+            self.source.publish(result.manifests if errors else (self.last_good or []), outcome)
         except OSError as exc:
             log.error("cannot write status: %s", exc)
-        elapsed = time.monotonic() - started
-        self.metrics.reconcile_time.labels(self.name).observe(elapsed)
-        self.metrics.reconcile_total.labels(self.name, "success" if ok and not errors else "error").inc()
-        if not ok or errors:
-            self.metrics.reconcile_errors.labels(self.name).inc()
+        outcome.duration = time.monotonic() - started
+        self.metrics.record_pass(outcome, self.clients.take_calls())
         self.passes += 1
-        log.debug("pass (%s) took %.0f ms", ",".join(sorted(reasons)) or "resync", elapsed * 1000)
-        return PassResult(ok=ok and not errors, requeue=requeue)
+        log.debug("pass (%s) took %.0f ms", ",".join(sorted(reasons)) or "resync", outcome.duration * 1000)
+        self.last_outcome = outcome
+        return PassResult(ok=outcome.ok, requeue=outcome.requeue)
 
-    def _report(self, outcome: Outcome, client: EngineClient) -> None:
-        for r in outcome.drift:
-            fields = ", ".join(c.path for c in r.step.changes) or "the object"
-            log.warning("drift corrected: %s was changed outside swarmkeeper (%s); put back", r.step.swarm_name, fields)
-            self.metrics.drift_corrections.labels(self.name, r.step.key[0]).inc()
-        # Each step is logged where it is carried out (engine.apply); here only what the loop adds.
-        for e in outcome.plan.errors:
-            log.error("%s", e.message)
-        if outcome.plan.blocked:
-            log.error("%s", outcome.plan.blocked)
-        counts: dict[str, int] = {}
-        for obj in inventory(outcome.state):
-            counts[obj.kind] = counts.get(obj.kind, 0) + 1
-        for kind in ("SwarmService", "SwarmNetwork", "SwarmSecret", "SwarmConfig"):
-            self.metrics.managed_objects.labels(self.name, kind).set(counts.get(kind, 0))
-        for (method, _), n in client.calls.items():
-            self.metrics.engine_calls.labels(self.name, method).inc(n)
-        client.calls.clear()
+    def _report(self, outcome: PassOutcome) -> None:
+        """What the loop logs of a pass; each step is logged where it is carried out (engine.apply).
+        Lasting states (an object waiting, an engine away, a refused plan) are logged when they
+        start, change and end."""
+        for c in outcome.drift:
+            log.warning(
+                "drift corrected: %s was changed outside swarmkeeper (%s); put back",
+                c.swarm_name,
+                ", ".join(c.fields) or "the object",
+            )
+        self.away.update(
+            {t.where: t.error for t in outcome.targets if t.error is not None},
+            start="%s unavailable: %s; retrying",
+            end="%s reachable again",
+            level=logging.ERROR,
+        )
+        self.waiting.update(
+            {str(k): why for k, why in outcome.waiting.items()},
+            start="%s: %s",
+            end="%s: no longer waits",
+            level=logging.INFO,
+        )
+        problems = {m: "" for m in [*outcome.plan_errors, *outcome.blocked]}
+        self.problems.update(problems, start="%s%s", end="resolved: %s", level=logging.ERROR)
 
     # -- the loop ------------------------------------------------------------------------------
     def stop(self, *_: object) -> None:
@@ -280,6 +247,7 @@ class Controller:
             self.lease.stop()
             if server is not None:
                 server.stop()
+            self.clients.close()
         log.info("stopped")
         return 0
 

@@ -7,10 +7,17 @@ Names follow controller-runtime's (``*_reconcile_total``, ``*_reconcile_errors_t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from ..engine.run import PassOutcome
+
+MANAGED_KINDS = ("SwarmService", "SwarmNetwork", "SwarmSecret", "SwarmConfig")
 
 
 class Metrics:
@@ -60,6 +67,29 @@ class Metrics:
             ["controller"],
             registry=self.registry,
         )
+
+    def record_pass(
+        self, outcome: PassOutcome, calls: Mapping[tuple[str, str], int], managed: Mapping[str, int] | None = None
+    ) -> None:
+        """Everything a pass adds to the metrics, for every front door alike. ``managed``: objects
+        per kind under this controller (default: what the pass found managed on its engines)."""
+        name = self.controller
+        self.reconcile_time.labels(name).observe(outcome.duration)
+        self.reconcile_total.labels(name, "success" if outcome.ok else "error").inc()
+        if not outcome.ok:
+            self.reconcile_errors.labels(name).inc()
+        self.spec_errors.labels(name).set(len(outcome.spec_errors))
+        for change in outcome.drift:
+            self.drift_corrections.labels(name, change.key.kind).inc()
+        if outcome.engine_ok:
+            counts = managed if managed is not None else outcome.managed_counts()
+            for kind in MANAGED_KINDS:
+                self.managed_objects.labels(name, kind).set(counts.get(kind, 0))
+        per_method: Tally[str] = Tally()
+        for (method, _), n in calls.items():
+            per_method[method] += n
+        for method, n in per_method.items():
+            self.engine_calls.labels(name, method).inc(n)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

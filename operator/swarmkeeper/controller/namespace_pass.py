@@ -19,13 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import SwarmCluster
-from ..engine.apply import StepResult, apply_plan
-from ..engine.clusters import connect_target, group_by_cluster
-from ..engine.plan import make_delete_plan
-from ..engine.reconcile import Options, Outcome, reconcile
+from ..engine.conditions import READY, condition, merge
+from ..engine.run import Clients, ObjectChange, Options, PassOutcome, run_delete, run_pass
 from ..engine.status import merge_status
-from ..loading import Manifest
 from ..sources.kubernetes import (
     CustomResource,
     KubeApi,
@@ -36,16 +32,11 @@ from ..sources.kubernetes import (
     source_name,
     to_manifest,
 )
-from ..swarm import labels as L
-from ..swarm.connect import EngineClient
-from ..swarm.errors import EngineError, call
-from ..swarm.observe import Key, SwarmState, observe
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 Body = Mapping[str, Any]
-_SWARM_KINDS = ("SwarmService", "SwarmNetwork", "SwarmSecret", "SwarmConfig")
 
 
 @dataclass
@@ -68,35 +59,15 @@ class NamespaceReconciler:
         self.kube = kube
         self.metrics = metrics
         self.host = host
-        self._clients: dict[tuple[str, str | None, str], EngineClient] = {}
+        self._clients: dict[str, Clients] = {}  # per namespace: a namespace's pass is their only user
         self._memory: dict[str, _Memory] = {}
         self._owned: dict[str, Counter[str]] = {}
         self._lock = threading.Lock()  # for the shared dicts above; passes of different namespaces overlap
         self.engine_ok = False
 
-    # -- connections ---------------------------------------------------------------------------
-    def _client(self, namespace: str, cluster: str | None, manifests: Sequence[Manifest]) -> EngineClient:
-        """One client per namespace and engine: a namespace's pass is the only user of its clients."""
-        endpoint = ""
-        for m in manifests:
-            if isinstance(m.resource, SwarmCluster) and m.name == cluster:
-                endpoint = m.resource.spec.engine.model_dump_json()
-        key = (namespace, cluster, endpoint)
+    def _clients_of(self, namespace: str) -> Clients:
         with self._lock:
-            client = self._clients.get(key)
-        if client is None:
-            try:
-                client = call(lambda: connect_target(cluster, manifests, host=self.host))
-            except LookupError as exc:
-                raise EngineError(str(exc)) from None
-            with self._lock:
-                self._clients[key] = client
-        return client
-
-    def _drop_clients(self, namespace: str) -> None:
-        with self._lock:
-            for key in [k for k in self._clients if k[0] == namespace]:
-                self._clients.pop(key).close()
+            return self._clients.setdefault(namespace, Clients(self.host))
 
     def _memory_of(self, cr: CustomResource) -> _Memory:
         with self._lock:
@@ -111,79 +82,65 @@ class NamespaceReconciler:
         """Reconcile every CR of ``namespace`` (``bodies``: all of them, as the API server has them)."""
         started = time.monotonic()
         specs = load_namespace(bodies, self.kube.read_value)
-        result = PassResult()
-        cluster_errors: dict[str | None, str | None] = {}
-        published: set[Key] = set()  # CRs whose status an outcome gave (a SwarmCluster with nodes, too)
-        for target in group_by_cluster(specs.manifests):
-            try:
-                client = self._client(namespace, target.cluster, specs.manifests)
-                outcome = reconcile(
-                    client,
-                    target.manifests,
-                    Options(source=source_name(namespace), dependency_timeout=0.0),
-                )
-            except EngineError as exc:
-                log.error("namespace %s: engine %s unavailable: %s", namespace, target.cluster or "(default)", exc)
-                cluster_errors[target.cluster] = str(exc)
-                result.engine_ok = False
-                result.requeue = True
-                self._drop_clients(namespace)
-                continue
-            cluster_errors[target.cluster] = None
-            self._publish_outcome(namespace, outcome, specs)
-            published |= set(outcome.statuses)
-            self._count(namespace, outcome, client)
-            result.requeue = result.requeue or any(r.deferred for r in outcome.report.results)
-            result.changed += len(outcome.changed)
-        if None in cluster_errors:  # readiness follows the default engine
-            self.engine_ok = cluster_errors[None] is None
+        clients = self._clients_of(namespace)
+        options = Options(source=source_name(namespace), dependency_timeout=0.0)
+        outcome = run_pass(specs.manifests, clients, options, empty_pass=False)
+        outcome.spec_errors = [e for problem in specs.problems.values() for e in problem.errors]
+        for t in outcome.targets:
+            if t.error is not None:
+                log.error("namespace %s: engine %s unavailable: %s", namespace, t.cluster or "(default)", t.error)
+        if any(t.cluster is None for t in outcome.targets):  # readiness follows the default engine
+            self.engine_ok = None not in outcome.unreachable
+        self._publish_outcome(outcome, specs)
         self._publish_problems(specs)
-        self._publish_clusters(specs, cluster_errors, published)
-        ok = result.engine_ok and not specs.problems
-        elapsed = time.monotonic() - started
-        self.metrics.reconcile_time.labels(self.metrics.controller).observe(elapsed)
-        self.metrics.reconcile_total.labels(self.metrics.controller, "success" if ok else "error").inc()
-        if not ok:
-            self.metrics.reconcile_errors.labels(self.metrics.controller).inc()
-        self.metrics.spec_errors.labels(self.metrics.controller).set(len(specs.problems))
-        log.debug("namespace %s: pass took %.0f ms, %d change(s)", namespace, elapsed * 1000, result.changed)
-        return result
+        self._publish_clusters(specs, outcome)
+        with self._lock:
+            if outcome.engine_ok:
+                self._owned[namespace] = outcome.owned_counts(source_name(namespace))
+            managed: Counter[str] = Counter()
+            for counts in self._owned.values():
+                managed.update(counts)
+        outcome.duration = time.monotonic() - started
+        self.metrics.record_pass(outcome, clients.take_calls(), managed=managed)
+        changed = len(outcome.applied)
+        log.debug("namespace %s: pass took %.0f ms, %d change(s)", namespace, outcome.duration * 1000, changed)
+        return PassResult(engine_ok=outcome.engine_ok, requeue=outcome.requeue, changed=changed)
 
-    def _publish_outcome(self, namespace: str, outcome: Outcome, specs: NamespaceSpecs) -> None:
+    def _publish_outcome(self, outcome: PassOutcome, specs: NamespaceSpecs) -> None:
         for key, status in outcome.statuses.items():
             cr = specs.resources.get(key)
             if cr is not None:
                 old = self._status_of(cr)
                 self._write_status(cr, old, merge_status(old, status))
-        for r in outcome.report.results:
-            cr = specs.resources.get(r.step.key)
+        for change in outcome.changes:
+            cr = specs.resources.get(change.key)
             if cr is not None:
-                self._event_for_step(cr, r)
-        for e in outcome.plan.errors:
-            cr = specs.resources.get(e.key) if e.key is not None else None
-            if cr is not None:
-                self._warn_once(cr, "ApplyFailed", e.message)
-        failed = outcome.errors
+                self._event_for(cr, change)
+        for o in outcome.outcomes:
+            for e in o.plan.errors:
+                cr = specs.resources.get(e.key) if e.key is not None else None
+                if cr is not None:
+                    self._warn_once(cr, "ApplyFailed", e.message)
+        failed = {k for o in outcome.outcomes for k in o.errors}
         for key in outcome.statuses:  # a failure that is over is reported again if it comes back
             cr = specs.resources.get(key)
             if cr is not None and key not in failed:
                 self._memory_of(cr).failure = None
 
-    def _event_for_step(self, cr: CustomResource, r: StepResult) -> None:
-        step = r.step
-        if r.deferred or step.reason in ("superseded", "pruned"):
+    def _event_for(self, cr: CustomResource, change: ObjectChange) -> None:
+        if change.deferred or change.reason in ("superseded", "pruned"):
             return
-        if not r.ok:
-            if not r.skipped:
-                self._warn_once(cr, "ApplyFailed", f"{step.action} {step.swarm_name} failed: {r.error}")
+        if not change.ok:
+            if change.error and not change.error.startswith("skipped:"):
+                self._warn_once(cr, "ApplyFailed", f"{change.action} {change.swarm_name} failed: {change.error}")
             return
-        fields = ", ".join(c.path for c in step.changes)
-        if step.reason == "drift":
-            message = f"{step.swarm_name} was changed outside swarmkeeper and put back: {fields or 'the object'}"
+        fields = ", ".join(change.fields)
+        if change.reason == "drift":
+            message = f"{change.swarm_name} was changed outside swarmkeeper and put back: {fields or 'the object'}"
             self.kube.post_event(cr, "Warning", "DriftCorrected", message)
             return
-        verb = {"create": "created", "recreate": "recreated", "update": "updated"}.get(step.action, step.action)
-        message = f"{verb} {step.swarm_name}" + (f" ({fields})" if fields else "")
+        verb = {"create": "created", "recreate": "recreated", "update": "updated"}.get(change.action, change.action)
+        message = f"{verb} {change.swarm_name}" + (f" ({fields})" if fields else "")
         self.kube.post_event(cr, "Normal", "Applied", message)
 
     def _warn_once(self, cr: CustomResource, reason: str, message: str) -> None:
@@ -200,21 +157,24 @@ class NamespaceReconciler:
             self._write_status(cr, old, problem_status(old, problem, cr.generation))
             self._warn_once(cr, problem.reason, problem.message)
 
-    def _publish_clusters(
-        self, specs: NamespaceSpecs, errors: Mapping[str | None, str | None], published: set[Key]
-    ) -> None:
+    def _publish_clusters(self, specs: NamespaceSpecs, outcome: PassOutcome) -> None:
         """A SwarmCluster that only names an engine: Ready says whether that engine answered."""
+        published = outcome.statuses  # a SwarmCluster with nodes has the status its outcome gave
+        reached = {t.cluster: t.error for t in outcome.targets}
         for key, cr in specs.resources.items():
             if cr.kind != "SwarmCluster" or key in specs.problems or key in published:
                 continue
-            if cr.name not in errors:
-                ready = ("True", "Configured", "no object uses this cluster")
-            elif errors[cr.name] is None:
-                ready = ("True", "Connected", "")
+            if cr.name not in reached:
+                ready = condition(READY, "True", "Configured", "no object uses this cluster", generation=cr.generation)
+            elif reached[cr.name] is None:
+                ready = condition(READY, "True", "Connected", "", generation=cr.generation)
             else:
-                ready = ("False", "EngineUnavailable", str(errors[cr.name]))
+                ready = condition(READY, "False", "EngineUnavailable", str(reached[cr.name]), generation=cr.generation)
             old = self._status_of(cr)
-            self._write_status(cr, old, _cluster_status(old, ready, cr.generation))
+            new: dict[str, Any] = {"conditions": merge((old or {}).get("conditions"), [ready], carry_over=False)}
+            if cr.generation is not None:
+                new["observedGeneration"] = cr.generation
+            self._write_status(cr, old, new)
 
     def _status_of(self, cr: CustomResource) -> dict[str, Any]:
         """The CR's status as last written by this process, else as the API server sent it.
@@ -239,19 +199,6 @@ class NamespaceReconciler:
             memory.status = None
             log.warning("status of %s/%s/%s not written: %s", cr.kind, cr.namespace, cr.name, _reason(exc))
 
-    def _count(self, namespace: str, outcome: Outcome, client: EngineClient) -> None:
-        for r in outcome.drift:
-            self.metrics.drift_corrections.labels(self.metrics.controller, r.step.key[0]).inc()
-        owned = Counter(key[0] for key in _owned(outcome.state, source_name(namespace)))
-        with self._lock:
-            self._owned[namespace] = owned
-            totals = {kind: sum(c[kind] for c in self._owned.values()) for kind in _SWARM_KINDS}
-        for kind, n in totals.items():
-            self.metrics.managed_objects.labels(self.metrics.controller, kind).set(n)
-        for (method, _), n in client.calls.items():
-            self.metrics.engine_calls.labels(self.metrics.controller, method).inc(n)
-        client.calls.clear()
-
     # -- deletion ------------------------------------------------------------------------------
     def delete(self, namespace: str, body: Body, bodies: Sequence[Body]) -> str | None:
         """Remove the swarm objects of a CR being deleted; None when none are left, else why not.
@@ -275,57 +222,22 @@ class NamespaceReconciler:
         keys = {c.key for c in going if not c.orphans and c.kind != "SwarmCluster"} | {cr.key}
         # The SwarmCluster that says where the objects are, even if it is being deleted too.
         clusters = [m for b in bodies if b.get("kind") == "SwarmCluster" and (m := to_manifest(b)[0]) is not None]
-        try:
-            client = self._client(namespace, cluster, clusters)
-            state = observe(client)
-            owned = keys & _owned(state, source_name(namespace))
-            if not owned:
-                return None
-            plan = make_delete_plan(state, owned)
-            report = apply_plan(client, plan, state)
-        except EngineError as exc:
-            self._drop_clients(namespace)
-            return f"engine unavailable: {exc}"
+        result = run_delete({cluster: keys}, self._clients_of(namespace), clusters, source=source_name(namespace))
+        if result.unreachable:
+            return f"engine unavailable: {result.unreachable[cluster]}"
         by_key = {c.key: c for c in going}
-        for r in report.results:
-            other = by_key.get(r.step.key, cr if r.step.key == cr.key else None)
-            if other is not None and r.ok:
-                self.kube.post_event(other, "Normal", "Deleted", f"removed {r.step.swarm_name}")
-        errors = [r.error or "failed" for r in report.failed if r.step.key == cr.key]
+        for report in result.reports.values():
+            for r in report.results:
+                other = by_key.get(r.step.key, cr if r.step.key == cr.key else None)
+                if other is not None and r.ok:
+                    self.kube.post_event(other, "Normal", "Deleted", f"removed {r.step.swarm_name}")
+        errors = [r.error or "failed" for r in result.failed if r.step.key == cr.key]
         return "; ".join(errors) or None
 
 
 def _cluster_of(body: Body) -> str | None:
     cluster = (body.get("spec") or {}).get("cluster")
     return cluster if isinstance(cluster, str) else None
-
-
-def _owned(state: SwarmState, source: str) -> set[Key]:
-    """Keys of the managed objects in ``state`` that ``source`` applied."""
-
-    def mine(labels: Mapping[str, str] | None) -> bool:
-        return (labels or {}).get(L.SOURCE) == source
-
-    keys = {k for k, s in state.managed_services.items() if mine(s["Spec"].get("Labels"))}
-    keys |= {k for k, n in state.managed_networks.items() if mine(n.get("Labels"))}
-    keys |= {k for k, vs in state.managed_values.items() if mine(vs[-1]["Spec"].get("Labels"))}
-    return keys
-
-
-def _cluster_status(old: Mapping[str, Any] | None, ready: tuple[str, str, str], gen: int | None) -> dict[str, Any]:
-    status, reason, message = ready
-    previous = next((c for c in (old or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
-    if previous is not None and previous.get("status") == status and previous.get("lastTransitionTime"):
-        since = previous["lastTransitionTime"]
-    else:
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    condition = {"type": "Ready", "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
-    if gen is not None:
-        condition["observedGeneration"] = gen
-    out: dict[str, Any] = {"conditions": [condition]}
-    if gen is not None:
-        out["observedGeneration"] = gen
-    return out
 
 
 def _reason(exc: Exception) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 import kopf
 from prometheus_client import Gauge
 
-from ..engine.clusters import connect_target
+from ..engine.run import Clients
 from ..sources.kubernetes import (
     BOOKKEEPING_PREFIX,
     FINALIZER,
@@ -50,8 +50,8 @@ from ..sources.kubernetes import (
     KubeApi,
     referenced_values,
 )
-from ..swarm.errors import EngineError, call
-from ..swarm.membership import swarm_state
+from ..swarm.errors import EngineError
+from ..swarm.membership import NotAManager, require_manager
 from .engine_events import EngineEvents
 from .kube_lease import KubeLease
 from .loop import FOLLOWUP_DELAYS
@@ -396,16 +396,13 @@ def _engine_check(host: str | None, reconciler: NamespaceReconciler) -> bool:
     """False when the default engine answers but cannot host swarm objects; an engine that does
     not answer yet is waited for (the passes retry)."""
     try:
-        state, manager = swarm_state(call(lambda: connect_target(None, [], host=host)))
+        require_manager(Clients(host).get(None))
+    except NotAManager as exc:
+        log.error("%s", exc)
+        return False
     except EngineError as exc:
         log.warning("the Docker engine does not answer yet (%s); retrying in every pass", exc)
         return True
-    if state != "active":
-        log.error("the Docker engine is not in swarm mode: run `docker swarm init` on it")
-        return False
-    if not manager:
-        log.error("the Docker engine is a swarm worker; point the operator at a manager (--host or DOCKER_HOST)")
-        return False
     reconciler.engine_ok = True
     return True
 
@@ -467,7 +464,7 @@ async def _act(
                 pause()
 
     wakeup = Wakeup()
-    events = EngineEvents(lambda: connect_target(None, [], host=options.host), wakeup)
+    events = EngineEvents(lambda: Clients(options.host).get(None), wakeup)
     # Created before kopf starts, so that kopf, when it stops, neither waits for nor cancels them.
     keeper = asyncio.create_task(keep())
     follower = asyncio.create_task(op.follow_engine(wakeup))

@@ -17,6 +17,9 @@ The loop is the one ``watch`` uses; Git adds what a repository needs:
 
 ``--suspend`` and ``--dry-run`` run a read-only loop instead: fetch, validate and report (or print
 the plan of each new commit) without taking the lease or changing the swarm.
+
+What to apply, how a release goes and which conditions follow are decided in ``release.py`` (pure);
+this module fetches, loads, logs and writes status around those decisions.
 """
 
 from __future__ import annotations
@@ -30,19 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from ..api import ObjectStatus
-from ..engine.clusters import connect_target, group_by_cluster
-from ..engine.reconcile import Options, Outcome, reconcile
-from ..engine.status import compute_statuses
+from ..api import Key, ObjectStatus
+from ..engine.conditions import now
+from ..engine.reconcile import Outcome
+from ..engine.run import Clients, Options, PassOutcome, run_pass
 from ..loading import LoadResult, Manifest, SpecError
+from ..loading.writes import write_atomic
 from ..sources import sync_status
 from ..sources.git import Commit, GitError, GitSource
 from ..sources.sops import AgeKeys
-from ..sources.sync_status import Condition, Revisions
+from ..sources.sync_status import Revisions
 from ..sources.webhook import Push, Route, WebhookServer
-from ..swarm.connect import EngineClient
-from ..swarm.errors import EngineError
-from ..swarm.observe import Key
+from . import release as R
 from .loop import Controller, LoopOptions, PassResult, Trigger
 from .triggers import Wakeup
 
@@ -71,16 +73,17 @@ class SyncSettings:
     def name(self) -> str:
         return self.loop.source
 
+    @property
+    def read_only(self) -> bool:
+        return self.suspend or self.dry_run
+
+    @property
+    def policy(self) -> R.Policy:
+        return R.Policy(rollback_on_failure=self.rollback_on_failure, timeout=self.timeout)
+
 
 # Called by --dry-run for each new revision: (commit or None, errors, outcomes).
 PlanPrinter = Callable[[str, "Commit | None", Sequence[SpecError], Sequence[Outcome]], None]
-
-
-@dataclass
-class _Release:
-    revision: str
-    deadline: float
-    changed: set[Key] = field(default_factory=set)  # services this release created or updated
 
 
 class GitLoopSource:
@@ -97,13 +100,12 @@ class GitLoopSource:
         self.fetch_error: str | None = None
         self.spec_errors: list[SpecError] = []
         self.apply_problem: str | None = None
-        self.release: _Release | None = None
+        self.release: R.Release | None = None
         self._loaded: dict[str, LoadResult] = {}
         self._reported_invalid: str | None = None
         self._fetch_due = threading.Event()
         self._fetch_due.set()
         self._wakeup: Wakeup | None = None
-        self._outcomes: list[Outcome] = []
         self._published: tuple[list[Manifest], dict[Key, ObjectStatus]] = ([], {})
         self._last_doc: dict[str, object] | None = None
         self._branch_pushed: bytes | None = None
@@ -159,12 +161,9 @@ class GitLoopSource:
 
     def load(self) -> LoadResult:
         self._fetch()
-        head = self.revisions.fetched
-        if head is None:
+        target = R.attempt(self.revisions, self.settings.policy)
+        if target is None:
             return LoadResult([], [SpecError(self.fetch_error or f"{self.git.display}: not fetched yet")])
-        target = head
-        if head in self.revisions.failed and self.settings.rollback_on_failure and self.revisions.released:
-            target = self.revisions.released  # the failed commit is not applied again
         self.revisions.attempted = target
         result = self._load_at(target)
         if result.ok:
@@ -190,12 +189,24 @@ class GitLoopSource:
         good = self.good_manifests()
         return LoadResult(good or [], result.errors)
 
-    def publish(
-        self, manifests: Sequence[Manifest], statuses: Mapping[Key, ObjectStatus], errors: Sequence[SpecError]
-    ) -> None:
-        self._published = (list(manifests), dict(statuses))
-        self._follow_release(statuses)
-        self.write_status(push=False)  # the pass's end writes again, knowing what was applied
+    def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
+        """The release followed on the statuses the pass read, then what the pass applied, then the
+        status written. A read-only run (--dry-run, --suspend) applies nothing: it only reports."""
+        self._published = (list(manifests), outcome.statuses)
+        if not self.settings.read_only:
+            facts = R.PassFacts.of(outcome, self.good)
+            decision = R.after_pass(self.revisions, self.release, facts, self.settings.policy, time.monotonic())
+            self.revisions, self.release = decision.revisions, decision.release
+            self.apply_problem = decision.apply_problem
+            for event in decision.events:
+                log.log(event.level, "%s: %s", self.name, event.message(self._describe))
+            if decision.rollback and self._wakeup is not None:
+                self._wakeup.poke("rollback")
+        self.write_status()
+
+    def release_deadline(self) -> float | None:
+        release = self.release
+        return release.deadline if release is not None else None
 
     # -- loading ---------------------------------------------------------------------------------
     def _fetch(self) -> None:
@@ -242,159 +253,27 @@ class GitLoopSource:
             return sha[:12]
         return f"{commit.short} ({commit.subject[:60]})" if commit.subject else commit.short
 
-    # -- after each pass -------------------------------------------------------------------------
-    def note_outcome(self, outcome: Outcome) -> None:
-        self._outcomes.append(outcome)
-
-    def begin_pass(self) -> None:
-        self._outcomes = []
-
-    def end_pass(self, engine_ok: bool) -> None:
-        outcomes, self._outcomes = self._outcomes, []
-        blocked = [o.plan.blocked for o in outcomes if o.plan.blocked]
-        failed = not engine_ok or any(not o.ok for o in outcomes)
-        if blocked:
-            self.apply_problem = blocked[0]
-        elif not engine_ok:
-            self.apply_problem = "the engine is unavailable"
-        elif failed:
-            self.apply_problem = "some changes failed (see the objects' status)"
-        else:
-            self.apply_problem = None
-        if self.release is not None and self.release.revision == self.good:
-            self._note_reverts(outcomes)
-        if self.good is not None and not failed:
-            if self.revisions.applied != self.good:
-                log.info("%s: revision %s applied", self.name, self._describe(self.good))
-            self.revisions.applied = self.good
-            self._start_release(outcomes)
-        self.write_status()
-
-    def _start_release(self, outcomes: Sequence[Outcome]) -> None:
-        good = self.good
-        assert good is not None
-        if good == self.revisions.released or good in self.revisions.failed:
-            return
-        if self.release is None or self.release.revision != good:
-            self.release = _Release(good, time.monotonic() + self.settings.timeout)
-        for o in outcomes:
-            self.release.changed |= {k for k in o.changes() if k[0] == "SwarmService"}
-
-    def _note_reverts(self, outcomes: Sequence[Outcome]) -> None:
-        """A service this release already updated, found back at another spec: swarm rolled it back
-        (the previous spec carries the previous labels), and the loop has just put it forward again."""
-        assert self.release is not None
-        for o in outcomes:
-            for r in o.report.results:
-                step = r.step
-                if step.type == "service" and step.reason == "changed" and step.key in self.release.changed:
-                    self._release_failed(f"{step.swarm_name} was rolled back by swarm")
-                    return
-
-    def _follow_release(self, statuses: Mapping[Key, ObjectStatus]) -> None:
-        """Only the services this release created or updated count: one left paused or rolled back
-        by an earlier release is reported by its own status, not blamed on this one."""
-        release = self.release
-        if release is None or release.revision != self.good:
-            return
-        pending: list[str] = []
-        for key in sorted(release.changed, key=str):
-            status = statuses.get(key)
-            ready = next((c for c in status.conditions if c.type == "Ready"), None) if status else None
-            if ready is not None and ready.reason in ("RolledBack", "UpdatePaused"):
-                self._release_failed(f"{key[2]}: {ready.message}")
-                return
-            if ready is None or ready.status != "True":
-                detail = getattr(status, "ready", None)
-                pending.append(key[2] + (f" ({detail} running)" if detail else ""))
-        if not pending:
-            log.info("%s: revision %s released: its services converged", self.name, self._describe(release.revision))
-            self.revisions.released = release.revision
-            self.release = None
-        elif time.monotonic() >= release.deadline:
-            self._release_failed(f"not converged within {self.settings.timeout:.0f}s: {', '.join(pending)}")
-
-    def _release_failed(self, why: str) -> None:
-        release = self.release
-        assert release is not None
-        self.release = None
-        self.revisions.failed[release.revision] = why
-        previous = self.revisions.released
-        if not self.settings.rollback_on_failure:
-            log.error("%s: release of revision %s failed: %s", self.name, release.revision[:12], why)
-            return
-        if previous is None:
-            log.error(
-                "%s: release of revision %s failed: %s; no earlier revision converged, nothing to roll back to",
-                self.name,
-                release.revision[:12],
-                why,
-            )
-            return
-        log.error(
-            "%s: release of revision %s failed: %s; re-applying revision %s (--rollback-on-failure)",
-            self.name,
-            release.revision[:12],
-            why,
-            previous[:12],
-        )
-        if self._wakeup is not None:
-            self._wakeup.poke("rollback")
-
-    def release_deadline(self) -> float | None:
-        return self.release.deadline if self.release is not None else None
-
     # -- status ----------------------------------------------------------------------------------
-    def conditions(self) -> list[Condition]:
-        revs = self.revisions
-        out: list[Condition] = []
-        if self.fetch_error:
-            out.append(Condition("Fetched", "False", "FetchFailed", self.fetch_error))
-        elif revs.fetched:
-            out.append(Condition("Fetched", "True", "Fetched", f"{self.git.ref} is at {revs.fetched[:12]}"))
-        else:
-            out.append(Condition("Fetched", "Unknown", "NotFetched", ""))
-        if self.spec_errors and revs.attempted:
-            kept = f"revision {self.good[:12]} stays applied" if self.good else "nothing is applied"
-            message = f"revision {revs.attempted[:12]} has {len(self.spec_errors)} errors; {kept}"
-            out.append(Condition("Valid", "False", "InvalidSpec", message))
-        elif revs.attempted:
-            out.append(Condition("Valid", "True", "Valid", f"revision {revs.attempted[:12]}"))
-        if self.settings.suspend:
-            out.append(Condition("Applied", "False", "Suspended", "applying is suspended (--suspend)"))
-        elif self.apply_problem:
-            out.append(Condition("Applied", "False", "ApplyFailed", self.apply_problem))
-        elif revs.applied:
-            out.append(Condition("Applied", "True", "Applied", f"revision {revs.applied[:12]}"))
-        head_failed = revs.failed.get(revs.fetched or "")
-        if self.release is not None:
-            message = f"revision {self.release.revision[:12]} rolling out"
-            out.append(Condition("Released", "Unknown", "Progressing", message))
-        elif head_failed is not None and revs.fetched:
-            failed = f"revision {revs.fetched[:12]} failed: {head_failed}"
-            if self.settings.rollback_on_failure and revs.released and revs.applied == revs.released:
-                message = f"{failed}; revision {revs.released[:12]} re-applied"
-                out.append(Condition("Released", "False", "RolledBack", message))
-            else:
-                out.append(Condition("Released", "False", "ReleaseFailed", failed))
-        elif revs.released:
-            out.append(Condition("Released", "True", "Converged", f"revision {revs.released[:12]}"))
-        waiting = [f"{c.type}: {c.message or c.reason}" for c in out if c.status != "True"]
-        if waiting:
-            out.insert(0, Condition("Ready", "False", "NotSynced", "; ".join(waiting)))
-        else:
-            out.insert(0, Condition("Ready", "True", "Synced", f"revision {(revs.applied or '')[:12]}"))
-        return out
-
     def render(self) -> dict[str, object]:
         manifests, statuses = self._published
+        view = R.SourceView(
+            ref=self.git.ref,
+            revisions=self.revisions,
+            good=self.good,
+            fetch_error=self.fetch_error,
+            spec_errors=len(self.spec_errors),
+            apply_problem=self.apply_problem,
+            release=self.release,
+            suspended=self.settings.suspend,
+            policy=self.settings.policy,
+        )
         return sync_status.render(
             source=self.name,
             repository=self.git.display,
             ref=self.git.ref,
             path=self.git.path,
             revisions=self.revisions,
-            conditions=self.conditions(),
+            conditions=R.conditions(view, now()),
             errors=self.spec_errors,
             manifests=manifests,
             statuses=statuses,
@@ -402,17 +281,16 @@ class GitLoopSource:
             suspended=self.settings.suspend,
         )
 
-    def write_status(self, push: bool = True) -> None:
+    def write_status(self) -> None:
         doc = self.render()
         self._last_doc = doc
         content = sync_status.dump(doc)
         if self.settings.status_file is not None:
             try:
-                sync_status.write_atomic(self.settings.status_file, content)
+                write_atomic(self.settings.status_file, content)
             except OSError as exc:
                 log.error("%s: cannot write %s: %s", self.name, self.settings.status_file, exc.strerror or exc)
-        if push:
-            self._push_status(content)
+        self._push_status(content)
 
     def _push_status(self, content: bytes) -> None:
         branch = self.settings.status_branch
@@ -454,18 +332,17 @@ class _Poller:
             wake = min(next_poll, deadline + 0.05) if deadline is not None else next_poll
             if self.stop_event.wait(max(0.05, wake - time.monotonic())):
                 return
-            now = time.monotonic()
-            if now >= next_poll:
-                next_poll = now + interval
+            current = time.monotonic()
+            if current >= next_poll:
+                next_poll = current + interval
                 self.source.request_fetch("poll")
-            if deadline is not None and now >= deadline:
+            if deadline is not None and current >= deadline:
                 self.wakeup.poke("release-deadline")
 
 
 class SyncController(Controller):
-    """The shared loop, plus what a Git source needs to know about each pass: which outcomes it
-    had (was the revision applied, or refused by the prune guard?), and, after a restart whose
-    newest commit is invalid, the last good specs to keep applying."""
+    """The shared loop; after a restart whose newest commit is invalid, it keeps applying the specs
+    of the last applied revision (read back from the status file)."""
 
     def __init__(self, source: GitLoopSource, options: LoopOptions) -> None:
         super().__init__(source, options)
@@ -474,14 +351,7 @@ class SyncController(Controller):
     def run_pass(self, reasons: set[str]) -> PassResult:
         if self.last_good is None:
             self.last_good = self.git_source.good_manifests()
-        self.git_source.begin_pass()
-        result = super().run_pass(reasons)
-        self.git_source.end_pass(self.engine_ok)
-        return result
-
-    def _report(self, outcome: Outcome, client: EngineClient) -> None:
-        super()._report(outcome, client)
-        self.git_source.note_outcome(outcome)
+        return super().run_pass(reasons)
 
 
 # -- read-only runs: --dry-run and --suspend ------------------------------------------------------
@@ -496,7 +366,7 @@ class ReadOnlyLoop:
         self.on_plan = on_plan
         self.wakeup = Wakeup()
         self.stopping = threading.Event()
-        self.clients: dict[str | None, EngineClient] = {}
+        self.clients = Clients(self.settings.loop.host)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -518,53 +388,37 @@ class ReadOnlyLoop:
         finally:
             for t in triggers:
                 t.stop()
+            self.clients.close()
         return code
 
     def _pass(self, shown: str | None) -> int:
         result = self.source.load()
         revision = self.source.revisions.attempted
         errors = self.source.spec_errors
-        manifests = result.manifests  # with errors: the last good revision's, for its status
-        outcomes: list[Outcome] = []
-        statuses: dict[Key, ObjectStatus] = {}
-        try:
-            for target in group_by_cluster(manifests):
-                client = self._client(target.cluster, manifests)
-                outcome = reconcile(
-                    client,
-                    target.manifests,
-                    Options(
-                        prune=self.settings.loop.prune,
-                        force=self.settings.loop.force,
-                        dry_run=True,
-                        source=self.settings.name,
-                        revision=revision,
-                    ),
-                )
-                outcomes.append(outcome)
-                statuses.update(compute_statuses(target.manifests, outcome.state, outcome.desired, {}))
-        except EngineError as exc:
-            log.error("%s: engine unavailable: %s", self.settings.name, exc)
-            self.clients.clear()
+        if self.source.good is None:  # no valid revision yet: nothing to plan, no status to read
+            outcome = PassOutcome(spec_errors=list(errors), revision=revision)
+        else:
+            # With errors, the manifests are the last good revision's: their status is the swarm's.
+            options = Options(
+                prune=self.settings.loop.prune,
+                force=self.settings.loop.force,
+                dry_run=True,
+                source=self.settings.name,
+                revision=revision,
+            )
+            outcome = run_pass(result.manifests, self.clients, options, spec_errors=errors)
+        if not outcome.engine_ok:
+            for target in outcome.targets:
+                if target.error is not None:
+                    log.error("%s: %s unavailable: %s", self.settings.name, target.where, target.error)
             return 1
         if self.settings.dry_run and self.on_plan is not None and revision and revision != shown:
             commit = self.source.git.commit(revision) if self.source.git.has(revision) else None
-            self.on_plan(self.settings.name, commit, errors, [] if errors else outcomes)
-        self.source.publish(result.manifests, statuses, errors)
-        self.source.write_status()
+            self.on_plan(self.settings.name, commit, errors, [] if errors else outcome.outcomes)
+        self.source.publish(result.manifests, outcome)
         if self.source.fetch_error and self.source.revisions.fetched is None:
             return 1
         return 2 if errors else 0
-
-    def _client(self, cluster: str | None, manifests: Sequence[Manifest]) -> EngineClient:
-        client = self.clients.get(cluster)
-        if client is None:
-            try:
-                client = connect_target(cluster, manifests, host=self.settings.loop.host)
-            except LookupError as exc:
-                raise EngineError(str(exc)) from None
-            self.clients[cluster] = client
-        return client
 
 
 # -- running one or several sources ----------------------------------------------------------------

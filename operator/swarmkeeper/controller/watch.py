@@ -6,14 +6,13 @@ The folder adds one trigger (file changes) and one way back for status (the spec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..api import ObjectStatus
-from ..loading import LoadResult, Manifest, SpecError
+from ..engine.run import PassOutcome
+from ..loading import LoadResult, Manifest
 from ..sources.folder import FolderSource, StatusMode
-from ..swarm.observe import Key
 from .file_events import FileEvents
 from .loop import Controller, LoopOptions, Trigger
 from .triggers import Wakeup
@@ -36,10 +35,8 @@ class FolderLoopSource:
     def load(self) -> LoadResult:
         return self.folder.load()
 
-    def publish(
-        self, manifests: Sequence[Manifest], statuses: Mapping[Key, ObjectStatus], errors: Sequence[SpecError]
-    ) -> None:
-        self.folder.publish(manifests, statuses, errors)
+    def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
+        self.folder.publish(manifests, outcome.statuses, outcome.spec_errors)
 
     def triggers(self, wakeup: Wakeup) -> list[Trigger]:
         return [FileEvents(self.paths, wakeup, self.folder.is_own_write)]

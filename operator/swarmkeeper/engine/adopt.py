@@ -24,13 +24,14 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from ..api import Key
 from ..swarm import labels as L
 from ..swarm import mutate
 from ..swarm.build import Payload
 from ..swarm.connect import EngineClient
 from ..swarm.errors import EngineError
 from ..swarm.normalize import normalize_network
-from ..swarm.observe import Key, Obj, SwarmState
+from ..swarm.observe import Obj, SwarmState
 from .fingerprint import fingerprint
 
 ValueKind = mutate.ValueKind
@@ -79,7 +80,7 @@ def adopted_networks(state: SwarmState) -> dict[Key, Obj]:
         for attachment in (spec.get("TaskTemplate") or {}).get("Networks") or spec.get("Networks") or []:
             net = by_id.get(attachment.get("Target", ""))
             if net is not None and net["Name"].startswith(namespace + "_"):
-                out[("SwarmNetwork", namespace, net["Name"][len(namespace) + 1 :])] = net
+                out[Key("SwarmNetwork", namespace, net["Name"][len(namespace) + 1 :])] = net
     return out
 
 

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..api import Key
 from ..swarm import labels as L
 from ..swarm import mutate
 from ..swarm.build import Payload, bind_ids
 from ..swarm.connect import EngineClient
 from ..swarm.errors import EngineError, call
-from ..swarm.observe import Key, SwarmState
+from ..swarm.observe import SwarmState
 from .adopt import take_over_value
 from .fingerprint import fingerprint
 from .plan import Plan, Step
@@ -73,6 +74,8 @@ def wait_converged(client: EngineClient, names: list[str], timeout: float, poll:
             if progress.converged:
                 pending.remove(name)
         if pending:
+            if timeout <= 0:  # a controller's pass does not wait: it looks again later
+                raise DependencyNotReady(f"waits for {', '.join(pending)} to converge")
             if time.monotonic() > deadline:
                 raise DependencyNotReady(f"dependencies not converged within {timeout:.0f}s: {', '.join(pending)}")
             time.sleep(poll)
@@ -108,8 +111,10 @@ class _Executor:
                 result = StepResult(step, ok=True)  # already gone: the goal is met
             else:
                 result = StepResult(step, ok=False, error=str(exc))
+        # A deferred step comes back every pass while it waits: the controller says when waiting
+        # starts and ends (its lasting-state log), so here it is only a debug line.
         log.log(
-            logging.INFO if result.ok or result.deferred else logging.ERROR,
+            logging.INFO if result.ok else (logging.DEBUG if result.deferred else logging.ERROR),
             "%s%s",
             step.describe(),
             "" if result.ok else f" — {result.error}",

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..api import Key
 from ..api.cluster import EngineEndpoint, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus
 from ..loading import Manifest
 from ..swarm import nodes
 from ..swarm.connect import EngineClient, connect
 from ..swarm.errors import EngineError, call
-from ..swarm.observe import Key
 from .cluster_plan import (
     Action,
     ClusterPlan,

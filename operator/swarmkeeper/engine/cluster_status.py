@@ -13,17 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from ..api import Condition, ConditionStatus
+from ..api import Condition
 from ..api.cluster import NodeStatus, SwarmClusterSpec, SwarmClusterStatus
 from ..swarm import labels as L
 from ..swarm.nodes import Member
 from .cluster_plan import ClusterPlan, ClusterView, quorum
-
-
-def _cond(type_: str, status: ConditionStatus, reason: str, message: str, now: datetime, gen: int | None) -> Condition:
-    return Condition(
-        type=type_, status=status, reason=reason, message=message, last_transition_time=now, observed_generation=gen
-    )
+from .conditions import condition
 
 
 def member_status(name: str, member: Member, engine_version: str | None, message: str | None) -> NodeStatus:
@@ -105,7 +100,7 @@ def cluster_status(
     conditions: list[Condition] = []
     if view.swarm is None or not managers:
         why = plan.refusal.message if plan.refusal else "no manager in spec.nodes answers"
-        quorum_cond = _cond("QuorumHealthy", "False", "NoSwarm", why, now, generation)
+        quorum_cond = condition("QuorumHealthy", "False", "NoSwarm", why, at=now, generation=generation)
     else:
         need = quorum(len(managers))
         spare = len(reachable) - need
@@ -115,36 +110,44 @@ def cluster_status(
         if len(managers) % 2 == 0:
             message += "; an even number of managers adds no failure tolerance"
         ok = spare >= 0
-        quorum_cond = _cond(
-            "QuorumHealthy", "True" if ok else "False", "Quorum" if ok else "QuorumLost", message, now, generation
+        quorum_cond = condition(
+            "QuorumHealthy",
+            "True" if ok else "False",
+            "Quorum" if ok else "QuorumLost",
+            message,
+            at=now,
+            generation=generation,
         )
     conditions.append(quorum_cond)
 
     not_ready = [n for n in nodes if n.state != "ready" or n.name in plan.matching.weak]
     if not_ready:
         detail = "; ".join(f"{n.name}: {n.state}" + (f" ({n.message})" if n.message else "") for n in not_ready)
-        conditions.append(_cond("AllNodesReady", "False", "NodesNotReady", detail, now, generation))
+        conditions.append(condition("AllNodesReady", "False", "NodesNotReady", detail, at=now, generation=generation))
     else:
-        conditions.append(_cond("AllNodesReady", "True", "AllReady", f"{len(nodes)} nodes ready", now, generation))
+        conditions.append(
+            condition("AllNodesReady", "True", "AllReady", f"{len(nodes)} nodes ready", at=now, generation=generation)
+        )
 
     if plan.refusal is not None:
-        ready = _cond("Ready", "False", plan.refusal.reason, plan.refusal.message, now, generation)
+        ready = condition("Ready", "False", plan.refusal.reason, plan.refusal.message, at=now, generation=generation)
     elif errors:
-        ready = _cond("Ready", "False", "ApplyFailed", "; ".join(errors), now, generation)
+        ready = condition("Ready", "False", "ApplyFailed", "; ".join(errors), at=now, generation=generation)
     elif plan.problems:
         detail = "; ".join(f"{name}: {why}" for name, why in plan.problems.items())
-        ready = _cond("Ready", "False", "NodeProblem", detail, now, generation)
+        ready = condition("Ready", "False", "NodeProblem", detail, at=now, generation=generation)
     elif plan.actions:
-        ready = _cond("Ready", "False", "Pending", "; ".join(a.describe() for a in plan.actions), now, generation)
+        pending = "; ".join(a.describe() for a in plan.actions)
+        ready = condition("Ready", "False", "Pending", pending, at=now, generation=generation)
     elif not_ready or quorum_cond.status != "True":
-        ready = _cond("Ready", "False", "NodesNotReady", "not every node is ready", now, generation)
+        ready = condition("Ready", "False", "NodesNotReady", "not every node is ready", at=now, generation=generation)
     else:
-        ready = _cond("Ready", "True", "Converged", "the swarm matches the spec", now, generation)
+        ready = condition("Ready", "True", "Converged", "the swarm matches the spec", at=now, generation=generation)
     conditions.insert(0, ready)
     if errors:
-        conditions.append(_cond("Synced", "False", "ApplyFailed", "; ".join(errors), now, generation))
+        conditions.append(condition("Synced", "False", "ApplyFailed", "; ".join(errors), at=now, generation=generation))
     elif done:
-        conditions.append(_cond("Synced", "True", "Applied", "; ".join(done), now, generation))
+        conditions.append(condition("Synced", "True", "Applied", "; ".join(done), at=now, generation=generation))
 
     return SwarmClusterStatus(
         observed_generation=generation,

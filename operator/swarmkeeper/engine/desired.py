@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..api import SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
+from ..api import Key, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
 from ..loading import Manifest
 from ..swarm import labels as L
 from ..swarm.build import (
@@ -21,7 +21,7 @@ from ..swarm.build import (
     build_value_spec,
     spec_hash,
 )
-from ..swarm.observe import Key, SwarmState, value_version
+from ..swarm.observe import SwarmState, value_version
 from .adopt import foreign_service, foreign_value
 from .fingerprint import check_ahead, matches
 
@@ -160,8 +160,8 @@ def resolve_desired(
         spec = res.spec
         refs = References(
             networks={n.name: n.name if n.external else L.swarm_name(n.name, ns) for n in spec.networks},
-            secrets={s.source: desired.values[("SwarmSecret", ns, s.source)].swarm_name for s in spec.secrets},
-            configs={c.source: desired.values[("SwarmConfig", ns, c.source)].swarm_name for c in spec.configs},
+            secrets={s.source: desired.values[Key("SwarmSecret", ns, s.source)].swarm_name for s in spec.secrets},
+            configs={c.source: desired.values[Key("SwarmConfig", ns, c.source)].swarm_name for c in spec.configs},
         )
         payload = build_service_spec(res, refs, file_env=m.file_env, source=source)
         digest = spec_hash(payload)
@@ -177,9 +177,9 @@ def resolve_desired(
             payload=payload,
             spec_hash=digest,
             with_registry_auth=spec.with_registry_auth,
-            depends_on=[("SwarmService", ns, d) for d in spec.depends_on],
-            networks=[("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external],
-            values=[("SwarmSecret", ns, s.source) for s in spec.secrets]
-            + [("SwarmConfig", ns, c.source) for c in spec.configs],
+            depends_on=[Key("SwarmService", ns, d) for d in spec.depends_on],
+            networks=[Key("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external],
+            values=[Key("SwarmSecret", ns, s.source) for s in spec.secrets]
+            + [Key("SwarmConfig", ns, c.source) for c in spec.configs],
         )
     return desired

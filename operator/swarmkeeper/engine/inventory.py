@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api import ObjectStatus
+from ..api import Key, ObjectStatus
 from ..swarm import labels as L
-from ..swarm.observe import Key, SwarmState, value_version
+from ..swarm.observe import SwarmState, value_version
 from .adopt import adopted_networks
 from .status import service_status
 
@@ -32,15 +32,15 @@ class LiveObject:
 
     @property
     def kind(self) -> str:
-        return self.key[0]
+        return self.key.kind
 
     @property
     def namespace(self) -> str | None:
-        return self.key[1]
+        return self.key.namespace
 
     @property
     def name(self) -> str:
-        return self.key[2]
+        return self.key.name
 
 
 def inventory(state: SwarmState) -> list[LiveObject]:

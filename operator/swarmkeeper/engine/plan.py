@@ -7,15 +7,14 @@ last. Steps without an order between them run concurrently (``Plan.levels``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..api import SwarmConfig, SwarmSecret
+from ..api import Key, SwarmConfig, SwarmSecret
 from ..swarm import labels as L
 from ..swarm.build import Payload
 from ..swarm.normalize import normalize_network, normalize_service
-from ..swarm.observe import Key, Obj, SwarmState, value_version
+from ..swarm.observe import Obj, SwarmState, value_version
 from . import adopt as A
 from .desired import Desired, DesiredNetwork, DesiredService, DesiredValue
 from .diff import Change, diff
@@ -97,7 +96,7 @@ class _Builder:
         self.taken = state.names_in_use()
 
     def add(self, action: Action, key: Key, swarm_name: str, reason: Reason, **kw: object) -> Step:
-        step = Step(len(self.plan.steps), action, _TYPE_OF_KIND[key[0]], key, swarm_name, reason, **kw)  # type: ignore[arg-type]
+        step = Step(len(self.plan.steps), action, _TYPE_OF_KIND[key.kind], key, swarm_name, reason, **kw)  # type: ignore[arg-type]
         self.plan.steps.append(step)
         self.by_key[(action, key)] = step
         return step
@@ -310,7 +309,7 @@ class _Builder:
     # -- removals ----------------------------------------------------------------------------
     def removals(self, prune: bool, only: set[Key] | None = None) -> None:
         if only is None:
-            mine = self._managed_keys_of_source()
+            mine = owned_keys(self.state, self.source)
             gone = sorted((k for k in mine if k not in self.desired.all_keys()), key=str)
         else:
             gone = sorted(only, key=str)
@@ -320,17 +319,17 @@ class _Builder:
         deletes: list[Step] = []
         if prune:
             for key in gone:
-                if key[0] == "SwarmService" and key in self.state.managed_services:
+                if key.kind == "SwarmService" and key in self.state.managed_services:
                     svc = self.state.managed_services[key]
                     deletes.append(self.add("delete", key, svc["Spec"]["Name"], "pruned", object_id=svc["ID"]))
             # Services go first; among themselves their order is free (removing a service does not
             # need the services it depended on to stay).
             service_steps += [s.index for s in deletes]
             for key in gone:
-                if key[0] == "SwarmNetwork" and key in self.state.managed_networks:
+                if key.kind == "SwarmNetwork" and key in self.state.managed_networks:
                     net = self.state.managed_networks[key]
                     self.add("delete", key, net["Name"], "pruned", object_id=net["Id"], after=set(service_steps))
-                elif key[0] in ("SwarmSecret", "SwarmConfig"):
+                elif key.kind in ("SwarmSecret", "SwarmConfig"):
                     for obj in self.state.managed_values.get(key, []):
                         self.add(
                             "delete", key, obj["Spec"]["Name"], "pruned", object_id=obj["ID"], after=set(service_steps)
@@ -349,18 +348,9 @@ class _Builder:
                 if obj["ID"] not in keep and (obj["ID"] not in in_use or after):
                     self.add("delete", key, obj["Spec"]["Name"], "superseded", object_id=obj["ID"], after=set(after))
 
-    def _managed_keys_of_source(self) -> set[Key]:
-        def src(labels: dict[str, str] | None) -> bool:
-            return (labels or {}).get(L.SOURCE, L.DEFAULT_SOURCE) == self.source
-
-        keys = {k for k, s in self.state.managed_services.items() if src(s["Spec"].get("Labels"))}
-        keys |= {k for k, n in self.state.managed_networks.items() if src(n.get("Labels"))}
-        keys |= {k for k, vs in self.state.managed_values.items() if src(vs[-1]["Spec"].get("Labels"))}
-        return keys
-
     def prune_guard(self, force: bool) -> None:
         pruned = {s.key for s in self.plan.steps if s.reason == "pruned"}
-        managed = self._managed_keys_of_source()
+        managed = owned_keys(self.state, self.source)
         if pruned and not force and len(pruned) * 2 > len(managed):
             self.plan.blocked = (
                 f"refusing to prune {len(pruned)} of the {len(managed)} objects managed from source "
@@ -406,7 +396,7 @@ def _skip_dependents_of_errors(plan: Plan, desired: Desired) -> None:
     for key, svc in desired.services.items():
         blockers = [d for d in (*svc.networks, *svc.values, *svc.depends_on) if d in bad]
         if blockers:
-            plan.errors.append(PlanError(key, "not applied: depends on " + ", ".join(_fmt(k) for k in blockers)))
+            plan.errors.append(PlanError(key, "not applied: depends on " + ", ".join(str(k) for k in blockers)))
     bad = {e.key for e in plan.errors if e.key is not None}
     plan.steps = [s for s in plan.steps if s.key not in bad]
     kept = {s.index for s in plan.steps}
@@ -414,10 +404,13 @@ def _skip_dependents_of_errors(plan: Plan, desired: Desired) -> None:
         s.after &= kept
 
 
-def _fmt(key: Key) -> str:
-    kind, ns, name = key
-    return f"{kind}/{name}" if ns is None else f"{kind}/{ns}/{name}"
+def owned_keys(state: SwarmState, source: str) -> set[Key]:
+    """Keys of the managed objects in ``state`` that ``source`` applied (unlabelled: the default)."""
 
+    def mine(labels: dict[str, str] | None) -> bool:
+        return (labels or {}).get(L.SOURCE, L.DEFAULT_SOURCE) == source
 
-def keys_of(steps: Iterable[Step]) -> set[Key]:
-    return {s.key for s in steps}
+    keys = {k for k, s in state.managed_services.items() if mine(s["Spec"].get("Labels"))}
+    keys |= {k for k, n in state.managed_networks.items() if mine(n.get("Labels"))}
+    keys |= {k for k, vs in state.managed_values.items() if mine(vs[-1]["Spec"].get("Labels"))}
+    return keys

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..api import ObjectStatus
+from ..api import Key, ObjectStatus
 from ..loading import Manifest
 from ..swarm import labels as L
 from ..swarm.connect import EngineClient
-from ..swarm.observe import Key, SwarmState, observe
+from ..swarm.observe import SwarmState, observe
 from .apply import ApplyReport, StepResult, apply_plan
 from .cluster import ClusterOutcome, has_nodes, reconcile_clusters
 from .desired import Desired, resolve_desired
@@ -38,7 +38,7 @@ class Options:
     revision: str | None = None  # labelled on what this pass changes (e.g. a Git commit)
     adopt: bool = False  # take over objects made outside swarmkeeper under the same names (adopt.py)
     # Read the swarm again after the changes and compute each object's status: what the controllers
-    # write back. A one-shot apply prints the plan and results only, and saves the extra read.
+    # write back. A one-shot apply or diff prints the plan and results only, and saves the work.
     status: bool = True
 
 
@@ -75,6 +75,11 @@ class Outcome:
                 continue
             out[r.step.key] = Change(r.step.reason, tuple(c.path for c in r.step.changes))
         return out
+
+    @property
+    def waiting(self) -> dict[Key, str]:
+        """Objects left for a later pass until what they depend on converges, and why."""
+        return {r.step.key: r.error or "" for r in self.report.results if r.deferred and r.step.action != "delete"}
 
     @property
     def drift(self) -> list[StepResult]:
@@ -127,7 +132,11 @@ def reconcile(
             state = observe(client)
             desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
     outcome = Outcome(plan, report, state, desired, duration=time.monotonic() - started, clusters=clusters)
-    if not options.dry_run and options.status:
-        outcome.statuses = compute_statuses(manifests, state, desired, outcome.errors, changes=outcome.changes())
+    if options.dry_run and options.status:  # the swarm as it is: nothing was tried, so nothing failed
+        outcome.statuses = compute_statuses(manifests, state, desired, {})
+    elif options.status:
+        outcome.statuses = compute_statuses(
+            manifests, state, desired, outcome.errors, changes=outcome.changes(), waiting=outcome.waiting
+        )
         outcome.statuses.update({c.key: c.status for c in clusters})
     return outcome

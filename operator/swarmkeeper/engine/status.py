@@ -14,7 +14,7 @@ from typing import Any
 
 from ..api import (
     Condition,
-    ConditionStatus,
+    Key,
     ObjectStatus,
     ReplicaCounts,
     ServiceStatus,
@@ -23,25 +23,13 @@ from ..api import (
     ValueStatus,
 )
 from ..loading import Manifest
-from ..swarm import labels as L
 from ..swarm.build import spec_hash
-from ..swarm.observe import Key, SwarmState, value_version
+from ..swarm.observe import SwarmState, value_version
 from .adopt import adopted_networks
+from .conditions import DEPENDENCY_NOT_READY, READY, SYNCED, condition
+from .conditions import merge as merge_conditions
 from .desired import Desired
 from .progress import UPDATE_IN_PROGRESS, service_progress
-
-
-def _cond(
-    type_: str, status: ConditionStatus, reason: str, message: str, now: datetime, generation: int | None
-) -> Condition:
-    return Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=now,
-        observed_generation=generation,
-    )
 
 
 @dataclass(frozen=True)
@@ -54,22 +42,11 @@ class Change:
 
 def merge_status(old: Mapping[str, Any] | None, new: ObjectStatus) -> dict[str, Any]:
     """The status to write: ``new``, keeping from ``old`` what a quiet pass must not churn —
-    transition times of unchanged conditions, the Synced condition, lastAppliedAt."""
+    transition times of conditions whose status did not flip, the Synced condition, lastAppliedAt."""
     out = new.model_dump(mode="json", by_alias=True, exclude_none=True)
     if not old:
         return out
-    before = {c.get("type"): c for c in old.get("conditions") or [] if isinstance(c, Mapping)}
-    merged = []
-    for cond in out.get("conditions", []):
-        prev = before.get(cond["type"])
-        # Synced describes an event (this pass changed the object): its time is always the new one.
-        steady = cond["type"] not in CARRIED_OVER
-        if steady and prev is not None and prev.get("status") == cond["status"] and prev.get("lastTransitionTime"):
-            cond["lastTransitionTime"] = prev["lastTransitionTime"]
-        merged.append(cond)
-    present = {c["type"] for c in merged}
-    merged += [dict(c) for t, c in before.items() if t in CARRIED_OVER and t not in present]
-    out["conditions"] = merged
+    out["conditions"] = merge_conditions(old.get("conditions"), out.get("conditions", []))
     if "lastAppliedAt" not in out and old.get("lastAppliedAt"):
         out["lastAppliedAt"] = old["lastAppliedAt"]
     return out
@@ -78,18 +55,6 @@ def merge_status(old: Mapping[str, Any] | None, new: ObjectStatus) -> dict[str, 
 def manifest_spec_hash(m: Manifest) -> str:
     """Hash of the spec as written; secret values appear masked in the dump, so never hashed."""
     return spec_hash(m.resource.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-
-def merge_conditions(old: Sequence[Condition], new: Sequence[Condition]) -> list[Condition]:
-    """Keep a condition's lastTransitionTime while its status does not change."""
-    previous = {c.type: c for c in old}
-    out = []
-    for cond in new:
-        before = previous.get(cond.type)
-        if before is not None and before.status == cond.status and before.last_transition_time:
-            cond = cond.model_copy(update={"last_transition_time": before.last_transition_time})
-        out.append(cond)
-    return out
 
 
 def service_status(
@@ -110,32 +75,40 @@ def service_status(
             observed_generation=gen,
             observed_spec_hash=spec_digest,
             conditions=[
-                _cond("Ready", "False", reason, msg, now, gen),
-                _cond("Progressing", "False", reason, msg, now, gen),
-                _cond("Degraded", "True" if error else "False", reason, msg, now, gen),
+                condition("Ready", "False", reason, msg, at=now, generation=gen),
+                condition("Progressing", "False", reason, msg, at=now, generation=gen),
+                condition("Degraded", "True" if error else "False", reason, msg, at=now, generation=gen),
             ],
         )
     p = service_progress(svc, state.tasks_by_service.get(svc["ID"], []))
     conditions: list[Condition] = []
     if error:
-        conditions.append(_cond("Ready", "False", "ApplyFailed", error, now, gen))
+        conditions.append(condition("Ready", "False", "ApplyFailed", error, at=now, generation=gen))
     elif p.converged:
-        conditions.append(_cond("Ready", "True", "Converged", f"{p.ready} tasks running the current spec", now, gen))
+        conditions.append(
+            condition("Ready", "True", "Converged", f"{p.ready} tasks running the current spec", at=now, generation=gen)
+        )
     elif p.failed:
         reason = "RolledBack" if p.update_state == "rollback_completed" else "UpdatePaused"
-        conditions.append(_cond("Ready", "False", reason, p.failed, now, gen))
+        conditions.append(condition("Ready", "False", reason, p.failed, at=now, generation=gen))
     else:
-        conditions.append(_cond("Ready", "False", "Converging", f"{p.ready} running", now, gen))
+        conditions.append(condition("Ready", "False", "Converging", f"{p.ready} running", at=now, generation=gen))
     progressing = not p.converged and not p.failed and not error
     why = "Updating" if p.update_state in UPDATE_IN_PROGRESS else ("Scaling" if progressing else "Converged")
-    conditions.append(_cond("Progressing", "True" if progressing else "False", why, p.update_message or "", now, gen))
+    conditions.append(
+        condition(
+            "Progressing", "True" if progressing else "False", why, p.update_message or "", at=now, generation=gen
+        )
+    )
     task_err = p.task_error if not p.converged else None
     degraded = bool(error or p.failed or task_err)
     degraded_reason = (
         "ApplyFailed" if error else ("UpdateFailed" if p.failed else ("TaskFailed" if task_err else "Healthy"))
     )
     degraded_msg = error or p.failed or (task_err["error"] if task_err else "")
-    conditions.append(_cond("Degraded", "True" if degraded else "False", degraded_reason, degraded_msg, now, gen))
+    conditions.append(
+        condition("Degraded", "True" if degraded else "False", degraded_reason, degraded_msg, at=now, generation=gen)
+    )
     spec = svc["Spec"]
     return ServiceStatus(
         observed_generation=gen,
@@ -166,7 +139,7 @@ def _network_status(m: Manifest, state: SwarmState, error: str | None, now: date
     net = net or adopted
     if net is None or error:
         reason, msg = ("ApplyFailed", error) if error else ("NotCreated", "the network does not exist in the swarm")
-        ready = _cond("Ready", "False", reason, msg or "", now, gen)
+        ready = condition("Ready", "False", reason, msg or "", at=now, generation=gen)
         return ObjectStatus(
             observed_generation=gen,
             observed_spec_hash=manifest_spec_hash(m),
@@ -178,9 +151,9 @@ def _network_status(m: Manifest, state: SwarmState, error: str | None, now: date
         observed_generation=gen,
         observed_spec_hash=manifest_spec_hash(m),
         conditions=[
-            _cond("Ready", "True", "Adopted", "made outside swarmkeeper, used by reference", now, gen)
+            condition("Ready", "True", "Adopted", "made outside swarmkeeper, used by reference", at=now, generation=gen)
             if adopted
-            else _cond("Ready", "True", "Created", "", now, gen)
+            else condition("Ready", "True", "Created", "", at=now, generation=gen)
         ],
         swarm_name=net["Name"],
         swarm_id=net["Id"],
@@ -194,9 +167,9 @@ def _value_status(m: Manifest, state: SwarmState, desired: Desired, error: str |
     current = next((v for v in versions if want and v["Spec"]["Name"] == want.swarm_name), None)
     if current is None or error:
         reason, msg = ("ApplyFailed", error) if error else ("NotCreated", "no current version in the swarm")
-        cond = _cond("Ready", "False", reason, msg or "", now, gen)
+        cond = condition("Ready", "False", reason, msg or "", at=now, generation=gen)
     else:
-        cond = _cond("Ready", "True", "Created", f"version {value_version(current)}", now, gen)
+        cond = condition("Ready", "True", "Created", f"version {value_version(current)}", at=now, generation=gen)
     return ValueStatus(
         observed_generation=gen,
         observed_spec_hash=manifest_spec_hash(m),
@@ -209,24 +182,28 @@ def _value_status(m: Manifest, state: SwarmState, desired: Desired, error: str |
     )
 
 
-# Says what the last pass that touched the object did; kept as-is by passes with nothing to do.
-SYNCED = "Synced"
-CARRIED_OVER = frozenset({SYNCED})
-
-
 def _synced(change: Change | None, error: str | None, now: datetime, gen: int | None) -> Condition | None:
     if error:
-        return _cond(SYNCED, "False", "ApplyFailed", error, now, gen)
+        return condition(SYNCED, "False", "ApplyFailed", error, at=now, generation=gen)
     if change is None:
         return None
     if change.reason == "drift":
         fields = ", ".join(change.fields) or "the object"
-        return _cond(SYNCED, "True", "DriftCorrected", f"changed outside swarmkeeper and put back: {fields}", now, gen)
+        return condition(
+            SYNCED,
+            "True",
+            "DriftCorrected",
+            f"changed outside swarmkeeper and put back: {fields}",
+            at=now,
+            generation=gen,
+        )
     if change.reason.startswith("adopt"):
         done = "and updated from the spec" if change.reason == "adopt + update" else "as it was"
-        return _cond(SYNCED, "True", "Adopted", f"taken over from outside swarmkeeper {done}", now, gen)
+        return condition(
+            SYNCED, "True", "Adopted", f"taken over from outside swarmkeeper {done}", at=now, generation=gen
+        )
     verb = "created" if change.reason == "missing" else "updated"
-    return _cond(SYNCED, "True", "Applied", f"{verb} from the spec", now, gen)
+    return condition(SYNCED, "True", "Applied", f"{verb} from the spec", at=now, generation=gen)
 
 
 def compute_statuses(
@@ -236,9 +213,11 @@ def compute_statuses(
     errors: Mapping[Key, str],
     *,
     changes: Mapping[Key, Change] | None = None,
+    waiting: Mapping[Key, str] | None = None,
     now: datetime | None = None,
 ) -> dict[Key, ObjectStatus]:
-    """Status of every manifest. ``changes`` are what this pass did to each object."""
+    """Status of every manifest. ``changes`` are what this pass did to each object; ``waiting``,
+    the objects left for a later pass until what they depend on converges (and why)."""
     now = now or datetime.now(UTC).replace(microsecond=0)
     changes = changes or {}
     out: dict[Key, ObjectStatus] = {}
@@ -262,8 +241,15 @@ def compute_statuses(
             case _:
                 status = ObjectStatus(
                     observed_generation=m.resource.metadata.generation,
-                    conditions=[_cond("Ready", "True", "Configured", "", now, m.resource.metadata.generation)],
+                    conditions=[
+                        condition("Ready", "True", "Configured", "", at=now, generation=m.resource.metadata.generation)
+                    ],
                 )
+        if waiting and m.key in waiting:
+            ready = condition(
+                READY, "False", DEPENDENCY_NOT_READY, waiting[m.key], at=now, generation=m.resource.metadata.generation
+            )
+            status.conditions = [ready, *(c for c in status.conditions if c.type != READY)]
         change = changes.get(m.key)
         if change is not None:
             status.last_applied_at = now
@@ -272,8 +258,3 @@ def compute_statuses(
             status.conditions.append(synced)
         out[m.key] = status
     return out
-
-
-def managed_label(key: Key) -> str:
-    kind, ns, name = key
-    return f"{kind}/{L.swarm_name(name, ns)}"

@@ -9,10 +9,11 @@ this module never logs it or puts it in a message.
 from __future__ import annotations
 
 import hmac
-import os
 from pathlib import Path
 
 from pydantic import SecretStr
+
+from ..loading.writes import write_atomic
 
 
 def read_key(path: Path) -> SecretStr | None:
@@ -26,16 +27,7 @@ def read_key(path: Path) -> SecretStr | None:
 def write_key(path: Path, key: SecretStr) -> None:
     """Atomically, readable by the owner only, from the first byte on (never a wider mode in between)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key.get_secret_value().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    os.chmod(path, 0o600)
+    write_atomic(path, key.get_secret_value().encode() + b"\n", mode=0o600)
 
 
 def same_key(stored: SecretStr | None, current: SecretStr) -> bool:

@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..api import Key
 from ..swarm.connect import EngineClient
-from ..swarm.observe import Key, SwarmState, observe
+from ..swarm.observe import SwarmState, observe
 from .progress import Progress, service_progress
 
 

@@ -73,7 +73,8 @@ def load_text(
         if isinstance(decoded, SpecError):
             return LoadResult([], [decoded])
         text = decoded
-    documents, errors = _read_documents_cached(text, file)
+    documents, parse_errors = _read_documents_cached(text, file)
+    errors = list(parse_errors)  # the cached list is shared by every read of the same text
     manifests: list[Manifest] = []
     for number, document in enumerate(documents):
         if len(errors) >= MAX_ERRORS_PER_FILE:

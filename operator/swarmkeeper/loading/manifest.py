@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import SecretBytes
 
-from ..api import Resource
+from ..api import Key, Resource
 from .errors import SpecError
 from .fieldpath import FieldPath, Position, format_path, locate
 
@@ -50,8 +50,8 @@ class Manifest:
         return self.resource.metadata.namespace
 
     @property
-    def key(self) -> tuple[str, str | None, str]:
-        return (self.kind, self.namespace, self.name)
+    def key(self) -> Key:
+        return Key(self.kind, self.namespace, self.name)
 
     def error(self, path: FieldPath, message: str, *, file: Path | None = None, line: int | None = None) -> SpecError:
         """An error about the field at ``path``, at the line that holds it (or its nearest parent).

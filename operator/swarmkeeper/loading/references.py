@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from ..api import SwarmService
+from ..api import Key, SwarmService
 from ..api.base import ClusterRef
 from .errors import SpecError, did_you_mean, shorten, sorted_errors
 from .fieldpath import FieldPath
 from .manifest import Manifest
 
-Key = tuple[str, str | None, str]
 Names = dict[tuple[str, str | None], set[str]]  # (kind, namespace) → names of the objects there
 _CLUSTER = "SwarmCluster"
 
@@ -51,7 +50,7 @@ def _duplicates(manifests: Sequence[Manifest]) -> list[SpecError]:
     errors: list[SpecError] = []
     first: dict[Key, Manifest] = {}
     for m in manifests:
-        key = (m.kind, _scope(m), m.name)
+        key = Key(m.kind, _scope(m), m.name)
         original = first.setdefault(key, m)
         if original is m:
             continue
@@ -96,12 +95,12 @@ def _cycles(manifests: Sequence[Manifest]) -> list[SpecError]:
     graph: dict[Key, list[Key]] = {}
     for key, m in services.items():
         assert isinstance(m.resource, SwarmService)
-        targets = (("SwarmService", m.namespace, name) for name in m.resource.spec.depends_on)
+        targets = (Key("SwarmService", m.namespace, name) for name in m.resource.spec.depends_on)
         graph[key] = [t for t in targets if t in services]  # dangling ones are reported elsewhere
     reachable = {key: _reachable(graph, key) for key in graph}
     errors: list[SpecError] = []
     reported: set[Key] = set()
-    for key in sorted(graph, key=lambda k: (k[1] or "", k[2])):
+    for key in sorted(graph, key=lambda k: (k.namespace or "", k.name)):
         if key in reported or key not in reachable[key]:
             continue
         reported.update(k for k in reachable[key] if key in reachable[k])  # the rest of its group
@@ -109,7 +108,7 @@ def _cycles(manifests: Sequence[Manifest]) -> list[SpecError]:
         m = services[key]
         assert isinstance(m.resource, SwarmService)
         step = m.resource.spec.depends_on.index(cycle[1][2])
-        path = " -> ".join(k[2] for k in cycle)
+        path = " -> ".join(k.name for k in cycle)
         errors.append(m.error(("spec", "dependsOn", step), f"dependsOn cycle: {path}"))
     return errors
 

@@ -11,7 +11,7 @@ Rules: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Schema = dict[str, Any]
@@ -91,6 +91,18 @@ def structural(schema: Mapping[str, Any]) -> Schema:
 class _Converter:
     def __init__(self, defs: Mapping[str, Any]) -> None:
         self._defs = defs
+        # The keywords that are not copied as they are, each with its translation.
+        self._keywords: dict[str, Callable[[Schema, str, Any, str], None]] = {
+            "const": self._const,
+            "exclusiveMinimum": self._exclusive,
+            "exclusiveMaximum": self._exclusive,
+            "uniqueItems": self._unique_items,
+            "items": self._items,
+            "properties": self._properties,
+            "required": self._required,
+            "additionalProperties": self._additional_properties,
+            INT_OR_STRING: self._int_or_string,
+        }
 
     def node(self, schema: Mapping[str, Any], path: str) -> Schema:
         schema = self._inline(schema, path)
@@ -102,45 +114,49 @@ class _Converter:
                 continue
             if key in _COPIED:
                 out[key] = list(value) if isinstance(value, list) else value
-            elif key == "const":
-                out["enum"] = [value]  # JSONSchemaProps has no const
-            elif key in ("exclusiveMinimum", "exclusiveMaximum"):
-                # JSON Schema 2020-12 gives the bound; OpenAPI v3.0 (Kubernetes) a flag on min/max.
-                if isinstance(value, bool):
-                    out[key] = value
-                else:
-                    out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
-                    out[key] = True
-            elif key == "uniqueItems":
-                if value:  # forbidden by the apiserver: checking it is quadratic
-                    raise UnsupportedSchema(f"{path}: uniqueItems is not allowed in a CRD (use a list)")
-            elif key == "items":
-                if not isinstance(value, Mapping):
-                    raise UnsupportedSchema(f"{path}: tuple-style items are not allowed in a CRD")
-                out["items"] = self.node(value, f"{path}[]")
-            elif key == "properties":
-                out["properties"] = {name: self.node(sub, f"{path}.{name}") for name, sub in value.items()}
-            elif key == "required":
-                out["required"] = list(value)
-            elif key == "additionalProperties":
-                if value is False:
-                    continue  # forbidden in CRDs; unknown fields are pruned by the apiserver anyway
-                if not isinstance(value, Mapping):
-                    raise UnsupportedSchema(f"{path}: additionalProperties must be a schema")
-                out["additionalProperties"] = self.node(value, f"{path}.*")
-            elif key == INT_OR_STRING:
-                out[key] = bool(value)
+            elif key in self._keywords:
+                self._keywords[key](out, key, value, path)
             else:
                 raise UnsupportedSchema(f"{path}: keyword {key!r} has no Kubernetes equivalent")
-        if out.get("type") == "null":
-            raise UnsupportedSchema(f"{path}: a field that can only be null")
-        if out.get(INT_OR_STRING):
-            out.pop("type", None)  # int-or-string nodes carry no type
-        elif "type" not in out:
-            raise UnsupportedSchema(f"{path}: no type (every node of a structural schema needs one)")
-        if "properties" in out and "additionalProperties" in out:
-            raise UnsupportedSchema(f"{path}: properties and additionalProperties together")
+        _check_node(out, path)
         return _ordered(out)
+
+    # -- one keyword each: (the node being built, keyword, its value, path) --------------------------
+    def _const(self, out: Schema, key: str, value: Any, path: str) -> None:
+        out["enum"] = [value]  # JSONSchemaProps has no const
+
+    def _exclusive(self, out: Schema, key: str, value: Any, path: str) -> None:
+        # JSON Schema 2020-12 gives the bound; OpenAPI v3.0 (Kubernetes) a flag on min/max.
+        if isinstance(value, bool):
+            out[key] = value
+        else:
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+
+    def _unique_items(self, out: Schema, key: str, value: Any, path: str) -> None:
+        if value:  # forbidden by the apiserver: checking it is quadratic
+            raise UnsupportedSchema(f"{path}: uniqueItems is not allowed in a CRD (use a list)")
+
+    def _items(self, out: Schema, key: str, value: Any, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise UnsupportedSchema(f"{path}: tuple-style items are not allowed in a CRD")
+        out["items"] = self.node(value, f"{path}[]")
+
+    def _properties(self, out: Schema, key: str, value: Any, path: str) -> None:
+        out["properties"] = {name: self.node(sub, f"{path}.{name}") for name, sub in value.items()}
+
+    def _required(self, out: Schema, key: str, value: Any, path: str) -> None:
+        out["required"] = list(value)
+
+    def _additional_properties(self, out: Schema, key: str, value: Any, path: str) -> None:
+        if value is False:
+            return  # forbidden in CRDs; unknown fields are pruned by the apiserver anyway
+        if not isinstance(value, Mapping):
+            raise UnsupportedSchema(f"{path}: additionalProperties must be a schema")
+        out["additionalProperties"] = self.node(value, f"{path}.*")
+
+    def _int_or_string(self, out: Schema, key: str, value: Any, path: str) -> None:
+        out[key] = bool(value)
 
     def _inline(self, schema: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         """Replace ``$ref`` (and a one-element ``allOf``) by its target; the referrer's keys win,
@@ -204,6 +220,18 @@ def _flatten(alternatives: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         inner = alternative.get("anyOf") or alternative.get("oneOf")
         flat.extend(_flatten(inner) if inner else [alternative])
     return flat
+
+
+def _check_node(out: Schema, path: str) -> None:
+    """What a translated node must be, whatever its keywords were."""
+    if out.get("type") == "null":
+        raise UnsupportedSchema(f"{path}: a field that can only be null")
+    if out.get(INT_OR_STRING):
+        out.pop("type", None)  # int-or-string nodes carry no type
+    elif "type" not in out:
+        raise UnsupportedSchema(f"{path}: no type (every node of a structural schema needs one)")
+    if "properties" in out and "additionalProperties" in out:
+        raise UnsupportedSchema(f"{path}: properties and additionalProperties together")
 
 
 def _ordered(schema: Schema) -> Schema:

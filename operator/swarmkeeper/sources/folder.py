@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ..api import ObjectStatus
+from ..api import Key, ObjectStatus
+from ..engine.conditions import INVALID_SPEC, READY, condition, status_with
 from ..engine.status import merge_status
 from ..loading import LoadResult, Manifest, SpecError, load_paths
-from ..swarm.observe import Key
 from .status_files import StatusEntry, StatusWriter, make_writer
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,6 @@ class FolderSource:
             if located is not None:
                 grouped.setdefault((e.file, located[0]), []).append(e)
         out = []
-        now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         for (file, document), errs in grouped.items():
             located = _document_at(file, errs[0].line or 1)
             if located is None:
@@ -101,15 +99,8 @@ class FolderSource:
             writer = self._writer(root)
             old = writer.read(file, document, kind, name, namespace) or {}
             message = "; ".join(str(e) for e in errs[:5]) + (f" (+{len(errs) - 5} more)" if len(errs) > 5 else "")
-            invalid = {
-                "type": "Ready",
-                "status": "False",
-                "reason": "InvalidSpec",
-                "message": f"the last valid spec stays applied: {message}",
-                "lastTransitionTime": now,
-            }
-            conditions = [c for c in old.get("conditions") or [] if isinstance(c, dict) and c.get("type") != "Ready"]
-            status: dict[str, Any] = {**old, "conditions": [invalid, *conditions]}
+            invalid = condition(READY, "False", INVALID_SPEC, f"the last valid spec stays applied: {message}")
+            status = status_with(old, invalid)
             out.append((StatusEntry(file, document, kind, name, namespace, status), writer))
         return out
 

@@ -25,14 +25,14 @@ from typing import Any, Final
 
 from pydantic import SecretBytes
 
-from ..api import API_VERSION, KINDS, SwarmConfig, SwarmSecret, SwarmService
+from ..api import API_VERSION, KINDS, Key, SwarmConfig, SwarmSecret, SwarmService
+from ..engine.conditions import INVALID_SPEC, READY, condition, status_with
 from ..loading import Manifest, SpecError, check_references
 from ..loading.documents import Document
 from ..loading.errors import sorted_errors
 from ..loading.files import format_size
 from ..loading.validation import validate_document
 from ..loading.values import MAX_VALUE_BYTES, resolve_value
-from ..swarm.observe import Key
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ BOOKKEEPING_PREFIX: Final = "operator.swarmkeeper.io"
 _FOREIGN_ANNOTATIONS = ("kubectl.kubernetes.io/", f"{BOOKKEEPING_PREFIX}/", "kopf.zalando.org/")
 
 # Ready=False reasons for objects that are not applied at all.
-INVALID_SPEC: Final = "InvalidSpec"  # the models reject the CR's content
 VALUE_UNAVAILABLE: Final = "ValueUnavailable"  # spec.secretRef names no readable key
 DEPENDENCY_INVALID: Final = "DependencyInvalid"  # it refers to an object that is not applied itself
 
@@ -76,7 +75,7 @@ class CustomResource:
 
     @property
     def key(self) -> Key:
-        return (self.kind, self.namespace, self.name)
+        return Key(self.kind, self.namespace, self.name)
 
     @property
     def plural(self) -> str:
@@ -249,7 +248,7 @@ def load_namespace(bodies: Iterable[Mapping[str, Any]], read: ValueReader) -> Na
                 continue
             invalid = [k for k in _references(m) if k in out.problems]
             if invalid:
-                names = ", ".join(f"{k[0]}/{k[2]}" for k in invalid)
+                names = ", ".join(f"{k.kind}/{k.name}" for k in invalid)
                 waiting = m.error((), f"waits for {names}, which cannot be applied")
                 out.problems[m.key] = Problem(DEPENDENCY_INVALID, (waiting,))
             else:
@@ -267,13 +266,13 @@ def _references(m: Manifest) -> list[Key]:
     keys: list[Key] = []
     cluster = getattr(res.spec, "cluster", None)
     if cluster is not None:
-        keys.append(("SwarmCluster", ns, cluster))
+        keys.append(Key("SwarmCluster", ns, cluster))
     if isinstance(res, SwarmService):
         spec = res.spec
-        keys += [("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external]
-        keys += [("SwarmSecret", ns, s.source) for s in spec.secrets]
-        keys += [("SwarmConfig", ns, c.source) for c in spec.configs]
-        keys += [("SwarmService", ns, d) for d in spec.depends_on]
+        keys += [Key("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external]
+        keys += [Key("SwarmSecret", ns, s.source) for s in spec.secrets]
+        keys += [Key("SwarmConfig", ns, c.source) for c in spec.configs]
+        keys += [Key("SwarmService", ns, d) for d in spec.depends_on]
     return keys
 
 
@@ -290,20 +289,8 @@ def problem_status(old: Mapping[str, Any] | None, problem: Problem, generation: 
 
     Its swarm objects (if any) keep running as they were; the other conditions describe them.
     """
-    old = dict(old or {})
-    previous = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
-    message = problem.message
-    if previous and previous.get("status") == "False":
-        since = previous.get("lastTransitionTime")  # the condition's status did not change
-    else:
-        since = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    ready: dict[str, Any] = {"type": "Ready", "status": "False", "reason": problem.reason, "message": message}
-    if since:
-        ready["lastTransitionTime"] = since
-    if generation is not None:
-        ready["observedGeneration"] = generation
-    others = [c for c in old.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") != "Ready"]
-    return {**old, "conditions": [ready, *others]}
+    ready = condition(READY, "False", problem.reason, problem.message, generation=generation)
+    return status_with(old, ready)
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

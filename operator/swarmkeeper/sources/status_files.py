@@ -22,15 +22,12 @@ Both writers are built for a controller that writes status after every pass:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
 import logging
 import os
 import re
-import stat
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,18 +38,17 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode
 
+from ..loading import writes
 from ..loading.documents import MAX_DEPTH, MAX_NODES, fast_yaml, too_deeply_nested
 from ..loading.spans import Span, document_spans, split_lines
+from ..loading.writes import fsync_dir
 
 log = logging.getLogger(__name__)
 
 STATUS_DIR = ".status"
 STATUS_SUFFIX = ".status.yaml"
-# File watchers ignore names like this, so a write in progress never looks like a spec change.
-TEMP_SUFFIX = ".swarmkeeper.tmp"
 
 _BOM = b"\xef\xbb\xbf"
-_NEW_FILE_MODE = 0o644
 
 # Line breaks that ruamel counts but splitting at "\n" does not: with any of these in a file, the
 # parser's line numbers and ours would disagree, so such a file is not spliced.
@@ -557,29 +553,9 @@ def _current(path: Path) -> bytes | None:
         return None
 
 
-def _write_temp(target: Path, data: bytes, like: os.stat_result | None) -> Path:
-    """A durable copy of ``data`` beside ``target``, with ``target``'s permissions and owner."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fchmod(out.fileno(), _NEW_FILE_MODE if like is None else stat.S_IMODE(like.st_mode))
-            if like is not None:
-                # A controller running as root must not leave the user's file owned by root.
-                with contextlib.suppress(OSError):
-                    os.fchown(out.fileno(), like.st_uid, like.st_gid)
-            os.fsync(out.fileno())
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
-
-
 def _replace(target: Path, data: bytes, expected: bytes | None) -> bool:
     """Atomically put ``data`` at ``target``, unless it no longer holds ``expected`` (None: absent)."""
-    like = target.stat() if expected is not None else None
-    temp = _write_temp(target, data, like)
+    temp = writes.write_temp(target, data)
     try:
         # Checked as late as possible: an edit made since the file was read wins over status.
         if _current(target) != expected:
@@ -588,21 +564,8 @@ def _replace(target: Path, data: bytes, expected: bytes | None) -> bool:
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)  # a no-op after os.replace; removes the copy otherwise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a folder be opened for it.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _OwnWrites:

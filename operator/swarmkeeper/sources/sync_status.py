@@ -9,35 +9,19 @@ object statuses carry names, versions and hashes only, and spec errors never quo
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ..api import ObjectStatus
+from ..api import Condition, Key, ObjectStatus
+from ..engine.conditions import merge
 from ..engine.status import merge_status
 from ..loading import Manifest, SpecError
-from ..swarm.observe import Key
-
-
-def now_text() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class Condition:
-    type: str
-    status: str  # "True", "False", "Unknown"
-    reason: str
-    message: str = ""
 
 
 @dataclass
@@ -90,21 +74,7 @@ def render(
 
 
 def _conditions(conditions: Sequence[Condition], old: Any) -> list[dict[str, Any]]:
-    before = {c.get("type"): c for c in old or [] if isinstance(c, dict)}
-    out = []
-    for c in conditions:
-        prev = before.get(c.type)
-        since = prev.get("lastTransitionTime") if prev and prev.get("status") == c.status else None
-        out.append(
-            {
-                "type": c.type,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message,
-                "lastTransitionTime": since or now_text(),
-            }
-        )
-    return out
+    return merge(old if isinstance(old, list) else None, conditions, carry_over=False)
 
 
 def _error(e: SpecError) -> dict[str, Any]:
@@ -164,25 +134,3 @@ def read(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, YAMLError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def write_atomic(path: Path, content: bytes) -> bool:
-    """Replace ``path`` with ``content`` (temp file + rename); False when it already had it."""
-    try:
-        if path.read_bytes() == content:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return True

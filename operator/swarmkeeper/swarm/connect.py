@@ -2,12 +2,17 @@
 
 Every call is counted by method and path: the engine's promise that a converged pass makes no
 mutating call is checked on these counters (tests, benchmarks, metrics), not assumed.
+
+Where docker's own methods re-assemble a payload, the rest of this package calls the raw endpoints
+through ``get_json``, ``post_json`` and ``delete_json``: the only code that reaches into docker's
+private request helpers is in this module.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,44 @@ class EngineClient(APIClient):  # type: ignore[misc]
         self._count("DELETE", url)
         return super()._delete(url, **kwargs)
 
+    def get_json(self, path: str, *args: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET an API path; returns the parsed JSON answer.
+
+        ``path`` is a format string whose ``{0}``, ``{1}``… are filled with ``args``, URL-quoted
+        (``get_json("/configs/{0}", config_id)``); the API version prefix is added here. Any failure
+        raises ``EngineError``, like every other call in this package.
+        """
+        with engine_errors():
+            return self._json(self._get(self._url(path, *args), params=_params(params)))
+
+    def post_json(
+        self,
+        path: str,
+        *args: str,
+        body: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """POST ``body`` as JSON (its top-level None values left out, as docker does); returns the
+        parsed JSON answer, or None when the engine answers with an empty body (``…/update``)."""
+        with engine_errors():
+            response = self._post_json(
+                self._url(path, *args), data=dict(body), params=_params(params), headers=dict(headers or {})
+            )
+            return self._json(response)
+
+    def delete_json(self, path: str, *args: str, params: Mapping[str, Any] | None = None) -> Any:
+        """DELETE an API path; returns the parsed JSON answer, None for an empty one.
+
+        (Not ``delete``: that is the HTTP session's own method, which the request helpers use.)
+        """
+        with engine_errors():
+            return self._json(self._delete(self._url(path, *args), params=_params(params)))
+
+    def _json(self, response: Any) -> Any:
+        self._raise_for_status(response)
+        return response.json() if response.content else None
+
     def mutating_calls(self) -> int:
         with self._lock:
             return sum(n for (method, _), n in self.calls.items() if method in MUTATING)
@@ -68,6 +111,10 @@ class EngineClient(APIClient):  # type: ignore[misc]
     def total_calls(self) -> int:
         with self._lock:
             return sum(self.calls.values())
+
+
+def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if params is None else dict(params)
 
 
 def connect(endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = None) -> EngineClient:

@@ -36,6 +36,19 @@ class EngineError(Exception):
         return self.status is None
 
 
+class NotAManager(EngineError):
+    """The engine answers, but cannot host swarm objects: it is not in swarm mode, it is a worker,
+    or it is a manager still locked. ``state`` is its LocalNodeState ("inactive", "active"…)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+    @property
+    def unreachable(self) -> bool:
+        return False
+
+
 @contextmanager
 def engine_errors() -> Iterator[None]:
     try:

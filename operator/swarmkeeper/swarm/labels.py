@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from ..api.key import Key
+
 PREFIX: Final = "io.swarmkeeper."
 MANAGED_BY: Final = PREFIX + "managed-by"
 MANAGED_BY_VALUE: Final = "swarmkeeper"
@@ -52,8 +54,8 @@ def is_managed(labels: Mapping[str, str] | None) -> bool:
     return bool(labels) and labels.get(MANAGED_BY) == MANAGED_BY_VALUE  # type: ignore[union-attr]
 
 
-def identity(labels: Mapping[str, str]) -> tuple[str, str | None, str] | None:
+def identity(labels: Mapping[str, str]) -> Key | None:
     """(kind, namespace, name) of a managed swarm object, or None for a foreign one."""
     if not is_managed(labels) or KIND not in labels or NAME not in labels:
         return None
-    return labels[KIND], labels.get(NAMESPACE) or None, labels[NAME]
+    return Key(labels[KIND], labels.get(NAMESPACE) or None, labels[NAME])

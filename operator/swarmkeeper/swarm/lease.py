@@ -73,9 +73,8 @@ class Lease:
         if obj is None:
             try:
                 data = base64.b64encode(b"lease").decode()
-                url = self.client._url("/configs/create")
                 body = {"Name": self.name, "Labels": self._labels(), "Data": data}
-                call(lambda: self.client._result(self.client._post_json(url, data=body), True))
+                self.client.post_json("/configs/create", body=body)
                 self.held = True
             except EngineError as exc:
                 if not exc.conflict:
@@ -97,13 +96,8 @@ class Lease:
         spec = dict(obj["Spec"])  # type: ignore[call-overload]
         spec["Labels"] = self._labels()
         version = obj["Version"]["Index"]  # type: ignore[index]
-        url = self.client._url("/configs/{0}/update", str(obj["ID"]))
         try:
-            call(
-                lambda: self.client._raise_for_status(
-                    self.client._post_json(url, data=spec, params={"version": version})
-                )
-            )
+            self.client.post_json("/configs/{0}/update", str(obj["ID"]), body=spec, params={"version": version})
             return True
         except EngineError as exc:
             # Lost the race: someone renewed or took it between our read and our write.

@@ -1,7 +1,7 @@
 """The only calls that change the swarm: create, update and remove.
 
-Payloads come from ``build`` unchanged. The raw endpoints are used (through docker's low-level
-client) so the engine receives exactly the spec that was compared, not a re-assembled one.
+Payloads come from ``build`` unchanged. The raw endpoints are used (``EngineClient.post_json``)
+so the engine receives exactly the spec that was compared, not a re-assembled one.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ def _auth_headers(client: EngineClient, image: str | None, with_registry_auth: b
 
 
 def create_network(client: EngineClient, payload: Mapping[str, Any]) -> str:
-    result = call(lambda: client._result(client._post_json(client._url("/networks/create"), data=dict(payload)), True))
-    return str(result["Id"])
+    return str(client.post_json("/networks/create", body=payload)["Id"])
 
 
 def remove_network(client: EngineClient, network_id: str, *, settle: float = 30.0) -> None:
@@ -87,18 +86,15 @@ def _task_leaving(client: EngineClient, task_id: str) -> bool:
 
 
 def create_value(client: EngineClient, kind: ValueKind, payload: Mapping[str, Any]) -> str:
-    url = client._url(f"/{kind}s/create")
-    result = call(lambda: client._result(client._post_json(url, data=dict(payload)), True))
-    return str(result["ID"])
+    return str(client.post_json(f"/{kind}s/create", body=payload)["ID"])
 
 
 def update_value_labels(client: EngineClient, kind: ValueKind, value_id: str, payload: Mapping[str, Any]) -> None:
     """Replace the labels of a secret/config (the only thing swarm lets change). With ``Data`` in
     ``payload``, swarm refuses (400) unless it equals the value it holds."""
-    current = call(lambda: client._result(client._get(client._url(f"/{kind}s/{{0}}", value_id)), True))
-    url = client._url(f"/{kind}s/{{0}}/update", value_id)
+    current = client.get_json(f"/{kind}s/{{0}}", value_id)
     params = {"version": current["Version"]["Index"]}
-    call(lambda: client._raise_for_status(client._post_json(url, data=dict(payload), params=params)))
+    client.post_json(f"/{kind}s/{{0}}/update", value_id, body=payload, params=params)
 
 
 def remove_value(client: EngineClient, kind: ValueKind, value_id: str) -> None:
@@ -111,9 +107,7 @@ def remove_value(client: EngineClient, kind: ValueKind, value_id: str) -> None:
 def create_service(client: EngineClient, payload: Mapping[str, Any], *, with_registry_auth: bool) -> str:
     image = payload["TaskTemplate"]["ContainerSpec"].get("Image")
     headers = _auth_headers(client, image, with_registry_auth)
-    url = client._url("/services/create")
-    result = call(lambda: client._result(client._post_json(url, data=dict(payload), headers=headers), True))
-    return str(result["ID"])
+    return str(client.post_json("/services/create", body=payload, headers=headers)["ID"])
 
 
 def _is_out_of_sequence(exc: BaseException) -> bool:
@@ -150,8 +144,7 @@ def update_service(
     params: dict[str, Any] = {"version": current["Version"]["Index"]}
     if rollback:
         params["rollback"] = "previous"
-    url = client._url("/services/{0}/update", service_id)
-    result = call(lambda: client._result(client._post_json(url, data=body, headers=headers, params=params), True))
+    result = client.post_json("/services/{0}/update", service_id, body=body, headers=headers, params=params)
     return list(result.get("Warnings") or []) if isinstance(result, dict) else []
 
 

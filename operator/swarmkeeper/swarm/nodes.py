@@ -233,8 +233,7 @@ def init(
         body["SubnetSize"] = subnet_size
     if data_path_port is not None:
         body["DataPathPort"] = data_path_port
-    url = client._url("/swarm/init")
-    return str(call(lambda: client._result(client._post_json(url, data=body), True)))
+    return str(client.post_json("/swarm/init", body=body))
 
 
 def join(

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import Key
 from . import labels as L
 from .connect import EngineClient
 from .errors import call
 
 Obj = dict[str, Any]
-Key = tuple[str, str | None, str]
 
 
 @dataclass
@@ -32,6 +32,9 @@ class SwarmState:
     managed_values: dict[Key, list[Obj]] = field(default_factory=dict)  # versions, oldest first
     tasks_by_service: dict[str, list[Obj]] = field(default_factory=dict)
     network_names: dict[str, str] = field(default_factory=dict)  # id → name
+
+    def managed_keys(self) -> set[Key]:
+        return {*self.managed_services, *self.managed_networks, *self.managed_values}
 
     def __post_init__(self) -> None:
         for svc in self.services:

@@ -55,7 +55,7 @@ def _identity(swarm_name: str, labels: Mapping[str, str] | None) -> _Id:
     """(namespace, name) of a swarm object: from swarmkeeper's labels, else from the stack's naming."""
     key = L.identity(labels or {})
     if key is not None:
-        return _Id(key[1], key[2])
+        return _Id(key.namespace, key.name)
     stack = (labels or {}).get(L.STACK_NAMESPACE)
     namespace, rest = None, swarm_name
     if stack and swarm_name.startswith(stack + "_") and spec_name(stack) == stack:
@@ -334,73 +334,103 @@ class _ServiceUnbuilder:
                 )
 
     def spec(self) -> dict[str, Any]:
-        c, task, raw = self.container, self.task, self.raw
-        self.dropped("", raw, _SERVICE_FIELDS)
-        self.dropped("TaskTemplate.", task, _TASK_FIELDS)
-        self.dropped("ContainerSpec.", c, _CONTAINER_FIELDS)
-        spec: dict[str, Any] = {"image": c.get("Image", "")}
-        for key, out in (("Command", "command"), ("Args", "args")):
-            if c.get(key) is not None:
-                spec[out] = list(c[key])
+        """The SwarmService spec, its keys in the order a spec file lists them."""
+        self.dropped("", self.raw, _SERVICE_FIELDS)
+        self.dropped("TaskTemplate.", self.task, _TASK_FIELDS)
+        self.dropped("ContainerSpec.", self.container, _CONTAINER_FIELDS)
+        spec: dict[str, Any] = {"image": self.container.get("Image", "")}
+        spec.update(self.process())
+        spec.update(self.labels(spec["image"]))
+        spec.update(self.mode())
+        spec.update(self.attachments())
+        spec.update(self.endpoint())
+        spec.update(self.policies())
+        spec.update(self.container_options())
+        spec.update(self.log_driver())
+        return spec
+
+    def process(self) -> dict[str, Any]:
+        """command, args and env."""
+        out: dict[str, Any] = {}
+        for key, name in (("Command", "command"), ("Args", "args")):
+            if self.container.get(key) is not None:
+                out[name] = list(self.container[key])
         env = self.env()
         if env:
-            spec["env"] = env
-        labels = _user_labels(raw.get("Labels"))
-        if self.ident.namespace and labels.get(L.STACK_IMAGE) == spec["image"]:
+            out["env"] = env
+        return out
+
+    def labels(self, image: str) -> dict[str, Any]:
+        """The service's labels and its containers', less those ``docker stack deploy`` adds."""
+        out: dict[str, Any] = {}
+        labels = _user_labels(self.raw.get("Labels"))
+        if self.ident.namespace and labels.get(L.STACK_IMAGE) == image:
             del labels[L.STACK_IMAGE]
         if labels:
-            spec["labels"] = labels
-        container_labels = dict(c.get("Labels") or {})
+            out["labels"] = labels
+        container_labels = dict(self.container.get("Labels") or {})
         if self.ident.namespace and container_labels.get(L.STACK_NAMESPACE) == self.ident.namespace:
             del container_labels[L.STACK_NAMESPACE]
         if container_labels:
-            spec["containerLabels"] = container_labels
-        spec.update(self.mode())
-        for key, items in (
-            ("networks", self.networks()),
-            ("secrets", self.refs("Secret")),
-            ("configs", self.refs("Config")),
-        ):
-            if items:
-                spec[key] = items
-        endpoint = raw.get("EndpointSpec") or {}
+            out["containerLabels"] = container_labels
+        return out
+
+    def attachments(self) -> dict[str, Any]:
+        """networks, secrets and configs (each read before any is set, as their comments go in order)."""
+        items = (("networks", self.networks()), ("secrets", self.refs("Secret")), ("configs", self.refs("Config")))
+        return {key: value for key, value in items if value}
+
+    def endpoint(self) -> dict[str, Any]:
+        endpoint = self.raw.get("EndpointSpec") or {}
+        out: dict[str, Any] = {}
         ports = [self.port(p) for p in endpoint.get("Ports") or []]
         if ports:
-            spec["ports"] = ports
+            out["ports"] = ports
         if endpoint.get("Mode", "vip") != "vip":
-            spec["endpointMode"] = endpoint["Mode"]
-        for key, value in (
+            out["endpointMode"] = endpoint["Mode"]
+        return out
+
+    def policies(self) -> dict[str, Any]:
+        """placement, resources, restart, update and rollback policies, and the health check."""
+        items = (
             ("placement", self.placement()),
             ("resources", self.resources()),
             ("restartPolicy", self.restart()),
             ("updateConfig", self.update("UpdateConfig")),
             ("rollbackConfig", self.update("RollbackConfig")),
             ("healthcheck", self.healthcheck()),
-        ):
-            if value:
-                spec[key] = value
+        )
+        return {key: value for key, value in items if value}
+
+    def container_options(self) -> dict[str, Any]:
+        """Mounts, then how the container runs: user, folder, hostname, stopping, init, capabilities."""
+        c = self.container
+        out: dict[str, Any] = {}
         mounts = [self.mount(m) for m in c.get("Mounts") or []]
         if mounts:
-            spec["mounts"] = mounts
-        for key, out in (("User", "user"), ("Dir", "workdir"), ("Hostname", "hostname"), ("StopSignal", "stopSignal")):
+            out["mounts"] = mounts
+        for key, name in (("User", "user"), ("Dir", "workdir"), ("Hostname", "hostname"), ("StopSignal", "stopSignal")):
             if c.get(key):
-                spec[out] = c[key]
+                out[name] = c[key]
         if c.get("StopGracePeriod") is not None:
-            spec["stopGracePeriod"] = _duration(c["StopGracePeriod"])
+            out["stopGracePeriod"] = _duration(c["StopGracePeriod"])
         if c.get("Init") is not None:
-            spec["init"] = c["Init"]
+            out["init"] = c["Init"]
         if c.get("ReadOnly"):
-            spec["readOnly"] = True
-        for key, out in (("CapabilityAdd", "capAdd"), ("CapabilityDrop", "capDrop")):
+            out["readOnly"] = True
+        for key, name in (("CapabilityAdd", "capAdd"), ("CapabilityDrop", "capDrop")):
             if c.get(key):
-                spec[out] = list(c[key])
-        log = task.get("LogDriver")
-        if log and log.get("Name"):
-            spec["logDriver"] = {
-                "name": log["Name"],
-                **({"options": dict(log["Options"])} if log.get("Options") else {}),
-            }
-        return spec
+                out[name] = list(c[key])
+        return out
+
+    def log_driver(self) -> dict[str, Any]:
+        log = self.task.get("LogDriver")
+        if not log or not log.get("Name"):
+            return {}
+        driver: dict[str, Any] = {"name": log["Name"]}
+        if log.get("Options"):
+            driver["options"] = dict(log["Options"])
+        return {"logDriver": driver}
 
     def env(self) -> dict[str, str]:
         out: dict[str, str] = {}

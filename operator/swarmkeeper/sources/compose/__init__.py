@@ -84,13 +84,7 @@ class _Translator(Services):
                 }
             except Invalid:
                 self.top[section] = {}
-        for key in services:
-            self.service_names[key] = spec_name(key)
-        taken: dict[str, str] = {}
-        for key, name in self.service_names.items():
-            if name in taken:
-                self.error(("services", key), f"becomes the name {name}, like services.{taken[name]}: rename one")
-            taken[name] = key
+        self.name_services(services)
         objects: list[ImportedObject] = []
         service_objects = []
         for key, value in services.items():
@@ -105,6 +99,16 @@ class _Translator(Services):
         for obj in objects:
             self.check(obj)
         return objects
+
+    def name_services(self, services: dict[str, Any]) -> None:
+        """The spec name of each service; two that would get the same one are an error."""
+        for key in services:
+            self.service_names[key] = spec_name(key)
+        taken: dict[str, str] = {}
+        for key, name in self.service_names.items():
+            if name in taken:
+                self.error(("services", key), f"becomes the name {name}, like services.{taken[name]}: rename one")
+            taken[name] = key
 
     def check(self, obj: ImportedObject) -> None:
         """Every object must load as a spec; a failure here is a value swarmkeeper cannot take."""
@@ -124,46 +128,49 @@ class _Translator(Services):
         return {k: spec_name(k) for k in self.top.get(section, {})}
 
     def networks(self) -> list[ImportedObject]:
-        out = []
+        """A SwarmNetwork for each network a service uses; a note for each one none uses."""
         for key in self.top["networks"]:
-            if self.external_name("networks", key) is not None:
-                continue
-            if key not in self.used_networks:
+            if self.external_name("networks", key) is None and key not in self.used_networks:
                 self.notes.append(
                     f"networks.{key}: used by no service; not translated (docker stack deploy does not create it)"
                 )
+        out = []
         for key, name in self.used_networks.items():
-            at: FieldPath = ("networks", key)
-            cfg = self.top["networks"].get(key, {})
-            comments: list[str] = []
-            if name != key:
-                comments.append(f"networks.{key}: renamed {name} (names are DNS labels: a-z, 0-9 and -)")
-            spec: dict[str, Any] = {}
-            try:
-                driver = self.text(cfg["driver"], (*at, "driver")) if cfg.get("driver") else "overlay"
-                if driver != "overlay":
-                    spec["driver"] = driver
-                for ck, sk_ in (("attachable", "attachable"), ("internal", "internal")):
-                    if cfg.get(ck) is not None and self.boolean(cfg[ck], (*at, ck)):
-                        spec[sk_] = True
-                if cfg.get("driver_opts"):
-                    spec["options"] = self.pairs(cfg["driver_opts"], (*at, "driver_opts"))
-                if cfg.get("labels"):
-                    spec["labels"] = self.pairs(cfg["labels"], (*at, "labels"))
-                if cfg.get("ipam"):
-                    spec["ipam"] = self.ipam(self.mapping(cfg["ipam"], (*at, "ipam")), (*at, "ipam"), comments)
-            except Invalid:
-                continue
-            if cfg.get("name"):
-                comments.append(
-                    f"networks.{key}.name: not translated: the network is named {self.swarm_name(name)} "
-                    "(a name of your own is possible only for an external network)"
-                )
-            for k in cfg:
-                if k not in ("driver", "attachable", "internal", "driver_opts", "labels", "ipam", "name", "external"):
-                    comments.append(f"networks.{key}.{k}: not translated: SwarmNetwork has no field for it")
-            out.append(ImportedObject("SwarmNetwork", name, self.document("SwarmNetwork", name, spec), comments))
+            with self.guard():
+                out.append(self.network(key, name))
         return out
+
+    def network(self, key: str, name: str) -> ImportedObject:
+        cfg = self.top["networks"].get(key, {})
+        comments: list[str] = []
+        if name != key:
+            comments.append(f"networks.{key}: renamed {name} (names are DNS labels: a-z, 0-9 and -)")
+        spec = self.network_spec(cfg, ("networks", key), comments)
+        if cfg.get("name"):
+            comments.append(
+                f"networks.{key}.name: not translated: the network is named {self.swarm_name(name)} "
+                "(a name of your own is possible only for an external network)"
+            )
+        for k in cfg:
+            if k not in ("driver", "attachable", "internal", "driver_opts", "labels", "ipam", "name", "external"):
+                comments.append(f"networks.{key}.{k}: not translated: SwarmNetwork has no field for it")
+        return ImportedObject("SwarmNetwork", name, self.document("SwarmNetwork", name, spec), comments)
+
+    def network_spec(self, cfg: dict[str, Any], at: FieldPath, comments: list[str]) -> dict[str, Any]:
+        spec: dict[str, Any] = {}
+        driver = self.text(cfg["driver"], (*at, "driver")) if cfg.get("driver") else "overlay"
+        if driver != "overlay":
+            spec["driver"] = driver
+        for ck, sk_ in (("attachable", "attachable"), ("internal", "internal")):
+            if cfg.get(ck) is not None and self.boolean(cfg[ck], (*at, ck)):
+                spec[sk_] = True
+        if cfg.get("driver_opts"):
+            spec["options"] = self.pairs(cfg["driver_opts"], (*at, "driver_opts"))
+        if cfg.get("labels"):
+            spec["labels"] = self.pairs(cfg["labels"], (*at, "labels"))
+        if cfg.get("ipam"):
+            spec["ipam"] = self.ipam(self.mapping(cfg["ipam"], (*at, "ipam")), (*at, "ipam"), comments)
+        return spec
 
     def ipam(self, ipam: dict[str, Any], at: FieldPath, comments: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}

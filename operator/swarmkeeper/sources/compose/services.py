@@ -8,8 +8,10 @@ volumes labelled with the stack. What the spec model cannot say becomes a commen
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -111,6 +113,22 @@ _SERVICE_KEYS = frozenset(
     }
 )
 
+_DEPLOY_KEYS = frozenset(
+    {
+        "mode",
+        "replicas",
+        "labels",
+        "update_config",
+        "rollback_config",
+        "resources",
+        "restart_policy",
+        "placement",
+        "endpoint_mode",
+    }
+)
+# Compose keys read as text into the spec key of the same meaning.
+_TEXT_FIELDS = (("user", "user"), ("working_dir", "workdir"), ("hostname", "hostname"), ("stop_signal", "stopSignal"))
+
 _ENV_NAME = re.compile(r"^[^=]+$")
 
 
@@ -121,31 +139,18 @@ class Services(Fields):
         at: FieldPath = ("services", key)
         comments: list[str] = []
         name = self.named("services", key, comments)
-        spec: dict[str, Any] = {}
         errors_before = len(self.errors)
-        for k in svc:
-            if k in _SERVICE_KEYS or k.startswith("x-"):
-                continue
-            if k in _NOT_IN_SWARM:
-                comments.append(f"{k}: not translated: {_NOT_IN_SWARM[k]}")
-            elif k in _NO_FIELD:
-                comments.append(f"{k}: not translated: SwarmService has no field for {_NO_FIELD[k]}")
-            else:
-                comments.append(f"{k}: not translated: not a compose service key swarmkeeper knows")
+        self.untranslated(svc, comments)
         if "image" not in svc:
             raise self.error(at, "image is required (swarm runs images; build: alone is not enough)")
-        spec["image"] = self.text(svc["image"], (*at, "image"))
-        with self.guard():
-            if svc.get("entrypoint") is not None:
-                spec["command"] = self.command(svc["entrypoint"], (*at, "entrypoint"))
-        with self.guard():
-            if svc.get("command") is not None:
-                spec["args"] = self.command(svc["command"], (*at, "command"))
+        spec: dict[str, Any] = {"image": self.text(svc["image"], (*at, "image"))}
+        # Each field on its own: an invalid one is recorded, and the others are still read.
+        field = functools.partial(self.optional, svc, at, spec)
+        field("entrypoint", "command", self.command)
+        field("command", "args", self.command)
         with self.guard():
             self.environment(svc, at, spec, comments)
-        with self.guard():
-            if svc.get("labels") is not None:
-                spec["containerLabels"] = self.pairs(svc["labels"], (*at, "labels"))
+        field("labels", "containerLabels", self.pairs)
         deploy: dict[str, Any] = {}
         with self.guard():
             deploy = self.mapping(svc.get("deploy"), (*at, "deploy"))
@@ -155,33 +160,14 @@ class Services(Fields):
         with self.guard():
             self.service_networks(key, svc.get("networks"), (*at, "networks"), spec, comments)
         for section in ("secrets", "configs"):
-            with self.guard():
-                if svc.get(section) is not None:
-                    spec[section] = self.file_refs(section, svc[section], (*at, section))
-        with self.guard():
-            if svc.get("ports") is not None:
-                spec["ports"] = self.ports(svc["ports"], (*at, "ports"), comments)
-        with self.guard():
-            if svc.get("healthcheck") is not None:
-                spec["healthcheck"] = self.healthcheck(svc["healthcheck"], (*at, "healthcheck"), comments)
-        with self.guard():
-            if svc.get("volumes") is not None:
-                spec["mounts"] = self.mounts(svc["volumes"], (*at, "volumes"), comments)
-        for compose_key, spec_key in (
-            ("user", "user"),
-            ("working_dir", "workdir"),
-            ("hostname", "hostname"),
-            ("stop_signal", "stopSignal"),
-        ):
-            with self.guard():
-                if svc.get(compose_key) is not None:
-                    spec[spec_key] = self.text(svc[compose_key], (*at, compose_key))
-        with self.guard():
-            if svc.get("stop_grace_period") is not None:
-                spec["stopGracePeriod"] = self.duration(svc["stop_grace_period"], (*at, "stop_grace_period"))
-        with self.guard():
-            if svc.get("init") is not None:
-                spec["init"] = self.boolean(svc["init"], (*at, "init"))
+            field(section, section, functools.partial(self.file_refs, section))
+        field("ports", "ports", lambda value, where: self.ports(value, where, comments))
+        field("healthcheck", "healthcheck", lambda value, where: self.healthcheck(value, where, comments))
+        field("volumes", "mounts", lambda value, where: self.mounts(value, where, comments))
+        for compose_key, spec_key in _TEXT_FIELDS:
+            field(compose_key, spec_key, self.text)
+        field("stop_grace_period", "stopGracePeriod", self.duration)
+        field("init", "init", self.boolean)
         with self.guard():
             if svc.get("read_only") is not None and self.boolean(svc["read_only"], (*at, "read_only")):
                 spec["readOnly"] = True
@@ -190,12 +176,35 @@ class Services(Fields):
         with self.guard():
             if svc.get("logging") is not None:
                 self.logging(svc["logging"], (*at, "logging"), spec, comments)
-        with self.guard():
-            if svc.get("depends_on") is not None:
-                spec["dependsOn"] = self.depends_on(svc["depends_on"], (*at, "depends_on"), comments)
+        field("depends_on", "dependsOn", lambda value, where: self.depends_on(value, where, comments))
         if len(self.errors) > errors_before:
             raise Invalid(key)
         return ImportedObject("SwarmService", name, self.document("SwarmService", name, spec), comments)
+
+    def optional(
+        self,
+        svc: dict[str, Any],
+        at: FieldPath,
+        spec: dict[str, Any],
+        compose_key: str,
+        spec_key: str,
+        read: Callable[[Data, FieldPath], Any],
+    ) -> None:
+        """``spec[spec_key]``, read from the service's ``compose_key`` when that is set."""
+        with self.guard():
+            if svc.get(compose_key) is not None:
+                spec[spec_key] = read(svc[compose_key], (*at, compose_key))
+
+    def untranslated(self, svc: dict[str, Any], comments: list[str]) -> None:
+        for k in svc:
+            if k in _SERVICE_KEYS or k.startswith("x-"):
+                continue
+            if k in _NOT_IN_SWARM:
+                comments.append(f"{k}: not translated: {_NOT_IN_SWARM[k]}")
+            elif k in _NO_FIELD:
+                comments.append(f"{k}: not translated: SwarmService has no field for {_NO_FIELD[k]}")
+            else:
+                comments.append(f"{k}: not translated: not a compose service key swarmkeeper knows")
 
     def environment(self, svc: dict[str, Any], at: FieldPath, spec: dict[str, Any], comments: list[str]) -> None:
         if svc.get("env_file") is not None:
@@ -281,59 +290,59 @@ class Services(Fields):
         return names
 
     def deploy(self, deploy: dict[str, Any], at: FieldPath, spec: dict[str, Any], comments: list[str]) -> None:
-        known = {
-            "mode",
-            "replicas",
-            "labels",
-            "update_config",
-            "rollback_config",
-            "resources",
-            "restart_policy",
-            "placement",
-            "endpoint_mode",
-        }
         for k in deploy:
-            if k not in known and not k.startswith("x-"):
+            if k not in _DEPLOY_KEYS and not k.startswith("x-"):
                 comments.append(f"deploy.{k}: not translated: not a deploy key swarmkeeper knows")
         if deploy.get("labels") is not None:
             spec["labels"] = self.pairs(deploy["labels"], (*at, "labels"))
-        mode = self.text(deploy["mode"], (*at, "mode")) if deploy.get("mode") is not None else "replicated"
-        if mode not in ("replicated", "global", "replicated-job", "global-job"):
-            raise self.error((*at, "mode"), "must be replicated, global, replicated-job or global-job")
-        if mode != "replicated":
-            spec["mode"] = mode
-        if deploy.get("replicas") is not None:
-            if mode.startswith("global"):
-                raise self.error((*at, "replicas"), f"cannot be set with mode {mode}")
-            replicas = self.integer(deploy["replicas"], (*at, "replicas"))
-            spec["replicas"] = replicas
-            if mode == "replicated-job":
-                # docker stack deploy runs a job's replicas all at once (MaxConcurrent = replicas).
-                spec["maxConcurrent"] = max(replicas, 1)
+        self.deploy_mode(deploy, at, spec)
         if deploy.get("endpoint_mode") is not None:
-            endpoint = self.text(deploy["endpoint_mode"], (*at, "endpoint_mode")).lower()
-            if endpoint not in ("vip", "dnsrr"):
-                raise self.error((*at, "endpoint_mode"), "must be vip or dnsrr")
-            if endpoint != "vip":
-                spec["endpointMode"] = endpoint
+            self.endpoint_mode(deploy["endpoint_mode"], (*at, "endpoint_mode"), spec)
         if deploy.get("placement") is not None:
             self.placement(self.mapping(deploy["placement"], (*at, "placement")), (*at, "placement"), spec)
         if deploy.get("resources") is not None:
             self.resources(self.mapping(deploy["resources"], (*at, "resources")), (*at, "resources"), spec, comments)
         if deploy.get("restart_policy") is not None:
-            policy = self.mapping(deploy["restart_policy"], (*at, "restart_policy"))
-            out: dict[str, Any] = {}
-            if policy.get("condition") is not None:
-                out["condition"] = self.text(policy["condition"], (*at, "restart_policy", "condition"))
-            for ck, sk_ in (("delay", "delay"), ("window", "window")):
-                if policy.get(ck) is not None:
-                    out[sk_] = self.duration(policy[ck], (*at, "restart_policy", ck))
-            if policy.get("max_attempts") is not None:
-                out["maxAttempts"] = self.integer(policy["max_attempts"], (*at, "restart_policy", "max_attempts"))
-            spec["restartPolicy"] = out
+            where = (*at, "restart_policy")
+            spec["restartPolicy"] = self.restart_policy(self.mapping(deploy["restart_policy"], where), where)
         for ck, sk_ in (("update_config", "updateConfig"), ("rollback_config", "rollbackConfig")):
             if deploy.get(ck) is not None:
                 spec[sk_] = self.update_config(self.mapping(deploy[ck], (*at, ck)), (*at, ck))
+
+    def deploy_mode(self, deploy: dict[str, Any], at: FieldPath, spec: dict[str, Any]) -> None:
+        """deploy.mode, and the replicas it allows."""
+        mode = self.text(deploy["mode"], (*at, "mode")) if deploy.get("mode") is not None else "replicated"
+        if mode not in ("replicated", "global", "replicated-job", "global-job"):
+            raise self.error((*at, "mode"), "must be replicated, global, replicated-job or global-job")
+        if mode != "replicated":
+            spec["mode"] = mode
+        if deploy.get("replicas") is None:
+            return
+        if mode.startswith("global"):
+            raise self.error((*at, "replicas"), f"cannot be set with mode {mode}")
+        replicas = self.integer(deploy["replicas"], (*at, "replicas"))
+        spec["replicas"] = replicas
+        if mode == "replicated-job":
+            # docker stack deploy runs a job's replicas all at once (MaxConcurrent = replicas).
+            spec["maxConcurrent"] = max(replicas, 1)
+
+    def endpoint_mode(self, value: Data, at: FieldPath, spec: dict[str, Any]) -> None:
+        endpoint = self.text(value, at).lower()
+        if endpoint not in ("vip", "dnsrr"):
+            raise self.error(at, "must be vip or dnsrr")
+        if endpoint != "vip":
+            spec["endpointMode"] = endpoint
+
+    def restart_policy(self, policy: dict[str, Any], at: FieldPath) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if policy.get("condition") is not None:
+            out["condition"] = self.text(policy["condition"], (*at, "condition"))
+        for ck, sk_ in (("delay", "delay"), ("window", "window")):
+            if policy.get(ck) is not None:
+                out[sk_] = self.duration(policy[ck], (*at, ck))
+        if policy.get("max_attempts") is not None:
+            out["maxAttempts"] = self.integer(policy["max_attempts"], (*at, "max_attempts"))
+        return out
 
     def restart(self, svc: dict[str, Any], deploy: dict[str, Any], at: FieldPath, spec: dict[str, Any]) -> None:
         # The docker CLI falls back to the service's `restart:` when deploy.restart_policy is absent.
@@ -608,14 +617,7 @@ class Services(Fields):
             if vol.get(k):
                 comments.append(f"volumes: {target}: {k} is not translated: SwarmService has no field for it")
         if kind == "bind":
-            if not source:
-                raise self.error((*at, "source"), "a bind mount needs a source")
-            if source.startswith("~") and "HOME" in self.variables:
-                source = self.variables["HOME"] + source[1:]
-            if not os.path.isabs(source):
-                # As the docker CLI: relative to the compose file's folder, made absolute.
-                source = os.path.normpath(self.compose_dir / source)
-            out["source"] = source
+            out["source"] = self.bind_source(source, at)
         elif kind == "tmpfs":
             tmpfs = self.mapping(vol.get("tmpfs"), (*at, "tmpfs"))
             if tmpfs.get("size") is not None:
@@ -625,6 +627,16 @@ class Services(Fields):
         if out["source"] is None:
             del out["source"]
         return out
+
+    def bind_source(self, source: str | None, at: FieldPath) -> str:
+        if not source:
+            raise self.error((*at, "source"), "a bind mount needs a source")
+        if source.startswith("~") and "HOME" in self.variables:
+            source = self.variables["HOME"] + source[1:]
+        if not os.path.isabs(source):
+            # As the docker CLI: relative to the compose file's folder, made absolute.
+            source = os.path.normpath(self.compose_dir / source)
+        return source
 
     def named_volume(
         self, source: str, vol: dict[str, Any], at: FieldPath, out: dict[str, Any], comments: list[str]
