@@ -147,20 +147,27 @@ def gone(ns: str) -> Callable[[], bool]:
     return check
 
 
-def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int, phases: set[str]) -> dict[str, dict[str, float]]:
-    specs = write_specs(tmp / f"specs{n}", n, SK_NS)
-    compose = write_compose(tmp / f"compose{n}", n)
-    sk_apply = [SK, "apply", str(specs)]
-    sk_delete = [SK, "delete", str(specs)]
-    stack = [DOCKER, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", "--prune", STACK_NS]
-    stack_rm = [DOCKER, "stack", "rm", STACK_NS]
-    samples: dict[str, list[dict[str, float]]] = {}
+# A tool's commands and checks: deploy, remove, all tasks running, everything gone.
+Tool = tuple[list[str], list[str], Callable[[], bool], Callable[[], bool]]
 
-    def measure(key: str, cmd: list[str], settle: Callable[[], bool], pause: float = 2) -> None:
-        proxy.reset()
+
+def order(r: int) -> list[str]:
+    """Which tool goes first in round ``r``: they take turns."""
+    return ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
+
+
+class Samples:
+    """Every measured run, by phase and tool ("create/sk"), with the calls the proxy counted."""
+
+    def __init__(self, proxy: EngineProxy) -> None:
+        self.proxy = proxy
+        self.runs: dict[str, list[dict[str, float]]] = {}
+
+    def measure(self, key: str, cmd: list[str], settle: Callable[[], bool], pause: float = 2) -> None:
+        self.proxy.reset()
         t = time.monotonic()
-        cmd_time, cpu = run(cmd, proxy)
-        calls = counts(proxy)
+        cmd_time, cpu = run(cmd, self.proxy)
+        calls = counts(self.proxy)
         wait(settle)
         sample = {
             "wall": time.monotonic() - t,
@@ -168,61 +175,89 @@ def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int, phases: set[str]) 
             "cpu": cpu,
             **{f"calls_{k}": v for k, v in calls.items()},
         }
-        samples.setdefault(key, []).append(sample)
+        self.runs.setdefault(key, []).append(sample)
         time.sleep(pause)
 
-    def order(r: int) -> list[str]:
-        return ["stack", "sk"] if (r + STACK_FIRST) % 2 else ["sk", "stack"]
+    def medians(self) -> dict[str, dict[str, float]]:
+        """The median of each (tool, phase) over its runs; calls are the same in every run, the first's kept."""
+        out: dict[str, dict[str, float]] = {}
+        for key, runs in self.runs.items():
+            walls = [x["wall"] for x in runs]
+            medians = {k: statistics.median(x[k] for x in runs) for k in ("command", "cpu")}
+            out[key] = {**runs[0], **medians, "wall": statistics.median(walls), "runs": walls}  # type: ignore[dict-item]
+        return out
 
+
+def bench(n: int, tmp: Path, proxy: EngineProxy, rounds: int, phases: set[str]) -> dict[str, dict[str, float]]:
+    specs = write_specs(tmp / f"specs{n}", n, SK_NS)
+    compose = write_compose(tmp / f"compose{n}", n)
+    sk_apply = [SK, "apply", str(specs)]
+    sk_delete = [SK, "delete", str(specs)]
+    stack = [DOCKER, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", "--prune", STACK_NS]
+    stack_rm = [DOCKER, "stack", "rm", STACK_NS]
+    samples = Samples(proxy)
     if BYTECODE:  # compile what each swarmkeeper command imports, once, outside the measurements
-        for warm_up in (
-            [SK, "--help"],
-            [SK, "apply", "--dry-run", str(specs)],
-            [SK, "delete", "svc", "absent", "-n", SK_NS],
-        ):
-            run(warm_up, proxy)
-    tools = {
+        warm_up(specs, proxy)
+    tools: dict[str, Tool] = {
         "sk": (sk_apply, sk_delete, all_running(SK_NS, n), gone(SK_NS)),
         "stack": (stack, stack_rm, all_running(STACK_NS, n), gone(STACK_NS)),
     }
-    helps = {"sk": [SK, "--help"], "stack": [DOCKER, "stack", "deploy", "--help"]}
-    if "help" in phases:  # start-up alone: no engine call, nothing loaded
-        for r in range(rounds):
-            for tool in order(r):
-                measure(f"help/{tool}", helps[tool], lambda: True, pause=0.2)
-    # Create and delete: each tool alone on an engine holding nothing else, in alternating order
-    # (the first create on an engine is slower than the next, whichever tool makes it).
+    if "help" in phases:
+        measure_help(samples, rounds)
     if "create" in phases:
-        for r in range(rounds):
-            for tool in order(r):
-                up, down, running, removed = tools[tool]
-                measure(f"create/{tool}", up, running)
-                measure(f"delete/{tool}", down, removed)
+        measure_create(samples, rounds, tools)
     if phases & {"noop", "change"}:
-        # No-op and change: both deployed side by side, alternating which goes first.
-        for tool in ("sk", "stack"):
-            run(tools[tool][0], proxy)
-        wait(lambda: all_running(SK_NS, n)() and all_running(STACK_NS, n)())
-        for r in range(rounds):
-            if "noop" in phases:
-                for tool in order(r):
-                    measure(f"noop/{tool}", tools[tool][0], lambda: True)
-            if "change" in phases:
-                release = str(r + 2)
-                write_specs(specs, n, SK_NS, release=release, changed=0)
-                write_compose(compose.parent, n, release=release, changed=0)
-                for tool in order(r):
-                    measure(f"change/{tool}", tools[tool][0], update_done(tools_ns[tool], "svc0"))
-        for tool in ("sk", "stack"):
-            run(tools[tool][1], proxy)
-        wait(lambda: gone(SK_NS)() and gone(STACK_NS)())
-    # The median of each (tool, phase) over its runs; calls are the same in every run, the first's kept.
-    out: dict[str, dict[str, float]] = {}
-    for key, runs in samples.items():
-        walls = [x["wall"] for x in runs]
-        medians = {k: statistics.median(x[k] for x in runs) for k in ("command", "cpu")}
-        out[key] = {**runs[0], **medians, "wall": statistics.median(walls), "runs": walls}  # type: ignore[dict-item]
-    return out
+        measure_side_by_side(samples, rounds, phases, tools, n, specs, compose)
+    return samples.medians()
+
+
+def warm_up(specs: Path, proxy: EngineProxy) -> None:
+    for cmd in (
+        [SK, "--help"],
+        [SK, "apply", "--dry-run", str(specs)],
+        [SK, "delete", "svc", "absent", "-n", SK_NS],
+    ):
+        run(cmd, proxy)
+
+
+def measure_help(samples: Samples, rounds: int) -> None:
+    """Start-up alone: no engine call, nothing loaded."""
+    helps = {"sk": [SK, "--help"], "stack": [DOCKER, "stack", "deploy", "--help"]}
+    for r in range(rounds):
+        for tool in order(r):
+            samples.measure(f"help/{tool}", helps[tool], lambda: True, pause=0.2)
+
+
+def measure_create(samples: Samples, rounds: int, tools: dict[str, Tool]) -> None:
+    """Create and delete: each tool alone on an engine holding nothing else, in alternating order
+    (the first create on an engine is slower than the next, whichever tool makes it)."""
+    for r in range(rounds):
+        for tool in order(r):
+            up, down, running, removed = tools[tool]
+            samples.measure(f"create/{tool}", up, running)
+            samples.measure(f"delete/{tool}", down, removed)
+
+
+def measure_side_by_side(
+    samples: Samples, rounds: int, phases: set[str], tools: dict[str, Tool], n: int, specs: Path, compose: Path
+) -> None:
+    """No-op and change: both deployed side by side, alternating which goes first."""
+    for tool in ("sk", "stack"):
+        run(tools[tool][0], samples.proxy)
+    wait(lambda: all_running(SK_NS, n)() and all_running(STACK_NS, n)())
+    for r in range(rounds):
+        if "noop" in phases:
+            for tool in order(r):
+                samples.measure(f"noop/{tool}", tools[tool][0], lambda: True)
+        if "change" in phases:
+            release = str(r + 2)
+            write_specs(specs, n, SK_NS, release=release, changed=0)
+            write_compose(compose.parent, n, release=release, changed=0)
+            for tool in order(r):
+                samples.measure(f"change/{tool}", tools[tool][0], update_done(tools_ns[tool], "svc0"))
+    for tool in ("sk", "stack"):
+        run(tools[tool][1], samples.proxy)
+    wait(lambda: gone(SK_NS)() and gone(STACK_NS)())
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import sk
 from swarmkeeper.api import RESOURCE_ADAPTER, SwarmService
 from swarmkeeper.loading import load_paths
-from swarmkeeper.sources.compose import ImportResult, import_compose
-from swarmkeeper.sources.compose.interpolation import InterpolationError, Interpolator
+from swarmkeeper.sources.migrate.compose import ImportResult, import_compose
+from swarmkeeper.sources.migrate.compose.interpolation import InterpolationError, Interpolator
 from swarmkeeper.swarm.build import References, build_service_spec
 
 # -- interpolation ---------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ import pytest
 
 from swarmkeeper.api import RESOURCE_ADAPTER, SwarmNetwork, SwarmService
 from swarmkeeper.engine.diff import diff
+from swarmkeeper.sources.migrate.export import Exported, export_state, spec_name
 from swarmkeeper.swarm import labels as L
 from swarmkeeper.swarm.build import References, bind_ids, build_network_spec, build_service_spec
 from swarmkeeper.swarm.normalize import normalize_service
 from swarmkeeper.swarm.observe import SwarmState
-from swarmkeeper.swarm.unbuild import Exported, export_state, spec_name
 
 RICH: dict[str, Any] = {
     "image": "nginx:1.27@sha256:" + "a" * 64,
@@ -215,3 +215,18 @@ def test_a_secret_of_another_namespace_gets_a_copy_the_service_can_name() -> Non
 )
 def test_spec_names(text: str, name: str) -> None:
     assert spec_name(text) == name
+
+
+def test_fields_without_a_spec_field_are_named_whatever_their_value() -> None:
+    # Lists and mappings too (extra hosts, DNS settings): each is named in a comment, none stops the export.
+    container = {
+        "Image": "nginx",
+        "Hosts": ["10.0.0.1 db"],
+        "DNSConfig": {"Nameservers": ["10.0.0.2"]},
+        "Isolation": "default",
+    }
+    svc = {"ID": "s1", "Spec": {"Name": "web", "Labels": {}, "TaskTemplate": {"ContainerSpec": container}}}
+    web = by_key(export_state(state([svc], [], [], [])))["SwarmService/web"]
+    notes = "\n".join(web.comments)
+    assert "ContainerSpec.Hosts is not exported" in notes and "ContainerSpec.DNSConfig is not exported" in notes
+    assert "Isolation" not in notes

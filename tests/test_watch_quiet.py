@@ -91,5 +91,7 @@ def test_a_service_waiting_for_its_dependency_is_logged_once_and_says_so(
             message="fewer than five more passes",
         )
         logs = ctl.logs()
-    waits = [line for line in logs.splitlines() if " INFO " in line and f"SwarmService/{namespace}/app: waits for" in line]
+    waits = [
+        line for line in logs.splitlines() if " INFO " in line and f"SwarmService/{namespace}/app: waits for" in line
+    ]
     assert len(waits) == 1, logs[-3000:]

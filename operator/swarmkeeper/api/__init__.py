@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from .base import API_VERSION, Condition, ConditionStatus, Model, ObjectMeta, ObjectStatus
 from .cluster import EngineEndpoint, EngineTLS, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus
@@ -37,9 +37,7 @@ from .values import SourceKeyRef, SwarmConfig, SwarmSecret, ValueSpec, ValueStat
 
 Resource = SwarmCluster | SwarmNetwork | SwarmSecret | SwarmConfig | SwarmService
 AnyResource = Annotated[Resource, Field(discriminator="kind")]
-# Built on first use: only `swarmkeeper migrate` (exported objects, compose files) validates a
-# document of any kind, and every command would otherwise compile a validator for all five at import.
-RESOURCE_ADAPTER: TypeAdapter[Resource] = TypeAdapter(AnyResource, config=ConfigDict(defer_build=True))
+RESOURCE_ADAPTER: TypeAdapter[Resource] = TypeAdapter(AnyResource)
 
 KINDS: dict[str, type[Resource]] = {
     cls.model_fields["kind"].default: cls

@@ -36,20 +36,13 @@ StrMap = dict[str, Text]
 
 
 class Model(BaseModel):
-    """camelCase in YAML, snake_case in Python, unknown fields rejected.
-
-    Each model compiles its validator on first use, not at import: a command validates a few kinds
-    (and builds their nested models inline), so the other ~35 models, and a separate validator for
-    every nested one, are never compiled. Two threads may meet a model's first use (the engine
-    applies steps concurrently): pydantic 2.14 rebuilds under a lock.
-    """
+    """camelCase in YAML, snake_case in Python, unknown fields rejected."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_default=False,
-        defer_build=True,
     )
 
 

@@ -260,7 +260,7 @@ def get(
     verbose: Verbose = 0,
 ) -> None:
     """Live status of the objects swarmkeeper manages."""
-    from ..engine.inventory import KIND_ALIASES, inventory
+    from ..engine.inventory import inventory
     from ..swarm.errors import EngineError
     from ..swarm.observe import observe
     from . import render
@@ -270,11 +270,7 @@ def get(
         from .nodes import show_nodes
 
         return show_nodes([], None, host, output)
-    kinds = None
-    if kind and kind != "all":
-        if kind.lower() not in KIND_ALIASES:
-            fail(f"unknown kind {kind!r}; use one of services, networks, secrets, configs", EXIT_INVALID)
-        kinds = {KIND_ALIASES[kind.lower()]}
+    kinds = _kinds_wanted(kind)
     try:
         objects = inventory(observe(_clients(host).get(None)))
     except EngineError as exc:
@@ -289,7 +285,7 @@ def get(
     if name is not None and not objects:
         fail(f"{kind} {name!r} not found", EXIT_FAILED)
     if output in ("yaml", "json"):
-        docs = [
+        docs: list[dict[str, object]] = [
             {
                 "apiVersion": "swarmkeeper.io/v1alpha1",
                 "kind": o.kind,
@@ -298,18 +294,7 @@ def get(
             }
             for o in objects
         ]
-        if output == "json":
-            out.print_json(json.dumps(docs if name is None else docs[0]))
-        else:
-            import io
-
-            from ruamel.yaml import YAML
-
-            buf = io.StringIO()
-            yaml = YAML()
-            yaml.explicit_start = len(docs) > 1
-            yaml.dump_all(docs, buf)
-            out.print(buf.getvalue(), end="", markup=False)
+        _print_documents(docs, output, single=name is not None)
         return
     if output not in ("table", "wide"):
         fail(f"unknown output {output!r}; use table, wide, yaml or json", EXIT_INVALID)
@@ -321,16 +306,7 @@ def get(
     rows = []
     for o in objects:
         label = f"{o.kind}/{o.name}" if show_kind else o.name
-        st = o.status
-        if o.kind == "SwarmService":
-            ready = getattr(st, "ready", None)
-            update = getattr(getattr(st, "update", None), "state", None) or ""
-            image = getattr(st, "image", None) or ""
-        elif o.kind == "SwarmNetwork":
-            ready, update, image = "", "", ""
-        else:
-            ready, update, image = f"v{o.details['version']}", "", ""
-        row = [label, o.namespace or "", ready, update, image, render.age(o.created)]
+        row = [label, o.namespace or "", *_status_cells(o.kind, o.status, o.details), render.age(o.created)]
         if wide:
             row += [
                 o.details.get("mode", o.details.get("driver", "")),
@@ -344,6 +320,45 @@ def get(
         out.print("no objects")
         return
     render.print_table(out, columns, rows)
+
+
+def _kinds_wanted(kind: str | None) -> set[str] | None:
+    """The kinds ``get`` shows (None: all of them); exits on an unknown kind."""
+    from ..engine.inventory import KIND_ALIASES
+
+    if not kind or kind == "all":
+        return None
+    if kind.lower() not in KIND_ALIASES:
+        fail(f"unknown kind {kind!r}; use one of services, networks, secrets, configs", EXIT_INVALID)
+    return {KIND_ALIASES[kind.lower()]}
+
+
+def _print_documents(docs: list[dict[str, object]], output: str, single: bool) -> None:
+    """``get -o json`` (one object when ``single``) or ``-o yaml`` (a stream of documents)."""
+    if output == "json":
+        out.print_json(json.dumps(docs[0] if single else docs))
+        return
+    import io
+
+    from ruamel.yaml import YAML
+
+    buf = io.StringIO()
+    yaml = YAML()
+    yaml.explicit_start = len(docs) > 1
+    yaml.dump_all(docs, buf)
+    out.print(buf.getvalue(), end="", markup=False)
+
+
+def _status_cells(kind: str, status: object, details: dict[str, str]) -> tuple[object, str, str]:
+    """The READY, UPDATE and IMAGE cells of one object in ``get``'s table."""
+    if kind == "SwarmService":
+        ready = getattr(status, "ready", None)
+        update = getattr(getattr(status, "update", None), "state", None) or ""
+        image = getattr(status, "image", None) or ""
+        return ready, update, image
+    if kind == "SwarmNetwork":
+        return "", "", ""
+    return f"v{details['version']}", "", ""
 
 
 @app.command()

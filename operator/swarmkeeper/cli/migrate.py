@@ -8,18 +8,17 @@ what they wrote loads as specs. Neither changes the swarm: taking running object
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .common import EXIT_FAILED, EXIT_INVALID, err, fail, out, print_load_errors, setup_logging
 
 if TYPE_CHECKING:
-    from ..loading import LoadResult
+    from ..sources.migrate.writing import SpecObject
 
 import_app = typer.Typer(
     name="import",
@@ -38,84 +37,26 @@ OutputDir = Annotated[
 Force = Annotated[bool, typer.Option(help="Overwrite spec files that exist in the output folder.")]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
 
-_PREFIX = {"SwarmNetwork": "network", "SwarmSecret": "secret", "SwarmConfig": "config", "SwarmService": "service"}
-
-
-class SpecObject(Protocol):
-    kind: str
-    name: str
-    document: dict[str, Any]
-    comments: list[str]
-
-
-def _filename(obj: SpecObject) -> str:
-    return f"{_PREFIX[obj.kind]}-{obj.name}.yaml"
-
-
-def _render(obj: SpecObject, header: Sequence[str]) -> str:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.scalarstring import LiteralScalarString
-
-    def literal(value: Any) -> Any:
-        # Multi-line text (a config file's content) reads best as a block, and loads back unchanged.
-        if isinstance(value, str) and "\n" in value.rstrip("\n") and not value.startswith((" ", "\n")):
-            return LiteralScalarString(value)
-        if isinstance(value, dict):
-            return {k: literal(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [literal(v) for v in value]
-        return value
-
-    yaml = YAML()
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 120
-    buf = io.StringIO()
-    yaml.dump(literal(obj.document), buf)
-    lines = [*header, *obj.comments]
-    return "".join(f"# {line}\n" if line else "#\n" for line in lines) + buf.getvalue()
-
-
-def _check(texts: dict[Path, str], root: Path) -> LoadResult:
-    """What was generated must load as specs (values are not read: secret files may be missing)."""
-    from ..loading import LoadResult, check_references, load_text
-
-    manifests, errors = [], []
-    for path, text in texts.items():
-        result = load_text(text, path, root=root, resolve_values=False)
-        manifests += result.manifests
-        errors += result.errors
-    errors += check_references(manifests)
-    return LoadResult(manifests, errors)
-
 
 def _write(objects: Sequence[SpecObject], header: Sequence[str], output: Path | None, force: bool) -> None:
     """Every object into ``output`` (a subfolder per namespace when there are several), or stdout."""
-    namespaces = {o.document["metadata"].get("namespace") for o in objects}
-    per_namespace = output is not None and len(namespaces) > 1
-    texts: dict[Path, str] = {}
-    for obj in objects:
-        folder = output or Path(".")
-        namespace = obj.document["metadata"].get("namespace")
-        if per_namespace and namespace:
-            folder = folder / namespace
-        texts[folder / _filename(obj)] = _render(obj, header)
-    checked = _check(texts, output or Path("."))
-    if not checked.ok:
+    from ..sources.migrate.writing import FilesExist, render_all, write
+
+    rendered = render_all(objects, header, output)
+    if not rendered.ok:
         err.print("error: the generated specs do not load; nothing was written:", markup=False)
-        print_load_errors(checked)
+        print_load_errors(rendered.checked)
         raise typer.Exit(EXIT_FAILED)
     if output is None:
-        out.print("---\n".join(texts.values()).rstrip("\n"), markup=False)
+        out.print(rendered.stream(), markup=False)
         return
-    existing = [p for p in texts if p.exists()]
-    if existing and not force:
-        shown = ", ".join(str(p) for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
+    try:
+        write(rendered.texts, force=force)
+    except FilesExist as exc:
+        shown = ", ".join(str(p) for p in exc.paths[:5]) + (" ..." if len(exc.paths) > 5 else "")
         fail(f"{shown}: exists; nothing was written (use --force to overwrite)", EXIT_INVALID)
-    from ..loading.writes import write_atomic
-
-    for path, text in texts.items():
-        write_atomic(path, text.encode("utf-8"))
-    err.print(f"wrote {len(texts)} spec file{'s' if len(texts) != 1 else ''} to {output}", markup=False)
+    n = len(rendered.texts)
+    err.print(f"wrote {n} spec file{'s' if n != 1 else ''} to {output}", markup=False)
 
 
 def _namespace_or_exit(namespace: str | None) -> None:
@@ -155,8 +96,9 @@ def import_compose(
     """Translate a compose file into specs: one object per file, comments where something has no equivalent."""
     from ..loading.envfiles import parse_env_file
     from ..loading.files import FileProblem, read_bounded
-    from ..sources.compose import MAX_COMPOSE_BYTES
-    from ..sources.compose import import_compose as translate
+    from ..sources.migrate.compose import MAX_COMPOSE_BYTES
+    from ..sources.migrate.compose import import_compose as translate
+    from ..sources.migrate.writing import KIND_PREFIX
 
     setup_logging(verbose)
     _namespace_or_exit(namespace)
@@ -189,7 +131,7 @@ def import_compose(
         err.print(f"note: {note}", markup=False)
     for obj in result.objects:
         for comment in obj.comments:
-            err.print(f"note: {_PREFIX[obj.kind]} {obj.name}: {comment}", markup=False)
+            err.print(f"note: {KIND_PREFIX[obj.kind]} {obj.name}: {comment}", markup=False)
     header = [f"Imported from {file} by swarmkeeper import compose."]
     _write(result.objects, header, output, force)
 
@@ -208,10 +150,10 @@ def export(
 ) -> None:
     """Specs for what runs in the swarm now: services, networks, configs, and secrets by reference."""
     from ..api import EngineEndpoint
+    from ..sources.migrate.export import export_state
     from ..swarm.connect import connect
     from ..swarm.errors import EngineError
     from ..swarm.observe import observe
-    from ..swarm.unbuild import export_state
 
     setup_logging(verbose)
     _namespace_or_exit(namespace)

@@ -72,75 +72,35 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
     """``SyncSettings`` for one source, every option checked; raises ``Invalid``."""
     from pydantic import SecretStr
 
-    from ..api.units import duration_to_ns
     from ..controller.loop import LoopOptions
     from ..controller.sync import SyncSettings
-    from ..sources.git import GitSource, cache_dir_for, source_name_for
+    from ..sources.git import GitSource, cache_dir_for
     from ..sources.git_transport import GitAuth
     from ..sources.sops import AgeKeys, SopsError
 
-    def opt(name: str) -> str:
-        return f"{where}{name}"
-
     if not args.repo:
-        raise Invalid(f"{opt('--repo')}: a repository URL or path is required")
-
-    def duration(name: str, text: str, minimum: float) -> float:
-        try:
-            seconds = duration_to_ns(text) / 1e9
-        except ValueError as exc:
-            raise Invalid(f"{opt(name)}: {exc}") from None
-        if seconds < minimum:
-            raise Invalid(f"{opt(name)}: must be at least {minimum:g}s")
-        return seconds
-
-    interval = duration("--interval", args.interval, 0.1)
-    timeout = duration("--timeout", args.timeout, 1.0)
-
-    def readable(name: str, value: str | None) -> Path | None:
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise Invalid(f"{opt(name)}: {value}: no such file")
-        return path
-
-    token: SecretStr | None = None
-    token_file = readable("--token-file", args.token_file)
-    if token_file is not None:
-        token = SecretStr(token_file.read_text(encoding="utf-8").strip())
-    elif args.token_env:
-        if not os.environ.get(args.token_env):
-            raise Invalid(f"{opt('--token-env')}: environment variable {args.token_env!r} is not set")
-        token = SecretStr(os.environ[args.token_env].strip())
+        raise Invalid(f"{where}--repo: a repository URL or path is required")
+    interval = _duration(where, "--interval", args.interval, 0.1)
+    timeout = _duration(where, "--timeout", args.timeout, 1.0)
+    token = _token(args, where)
     auth = GitAuth(
         username=args.username,
-        token=token,
-        ssh_key_file=readable("--ssh-key-file", args.ssh_key_file),
-        known_hosts_file=readable("--known-hosts-file", args.known_hosts_file),
+        token=SecretStr(token) if token is not None else None,
+        ssh_key_file=_readable(where, "--ssh-key-file", args.ssh_key_file),
+        known_hosts_file=_readable(where, "--known-hosts-file", args.known_hosts_file),
     )
-    secret_file = readable("--webhook-secret-file", args.webhook_secret_file)
-    secret = secret_file.read_bytes().strip() if secret_file is not None else None
-    if secret is not None and len(secret) < 8:
-        raise Invalid(f"{opt('--webhook-secret-file')}: the secret is too short (8 bytes at least)")
+    secret = _webhook_secret(args, where)
     try:
-        keys = AgeKeys.load(readable("--age-key-file", args.age_key_file))
+        keys = AgeKeys.load(_readable(where, "--age-key-file", args.age_key_file))
     except SopsError as exc:
-        raise Invalid(f"{opt('--age-key-file')}: {exc}") from None
+        raise Invalid(f"{where}--age-key-file: {exc}") from None
     base = Path(args.cache_dir).expanduser() if args.cache_dir else None
     try:
         git = GitSource(args.repo, args.ref, args.path, cache_dir=cache_dir_for(args.repo, base), auth=auth)
     except ValueError as exc:
-        raise Invalid(f"{opt('--repo')}: {exc}") from None
-    branch = args.status_branch
-    if branch is not None and branch.removeprefix("refs/heads/") == args.ref.removeprefix("refs/heads/"):
-        raise Invalid(
-            f"{opt('--status-branch')}: {branch!r} is the tracked branch; status commits there would each be "
-            "a new revision to apply. Use a branch of its own (e.g. swarmkeeper-status)"
-        )
-    name = args.name or source_name_for(args.repo, args.path)
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 46:
-        raise Invalid(f"{opt('--name')}: {name!r}: use letters, digits, '-', '_' or '.', at most 46 characters")
+        raise Invalid(f"{where}--repo: {exc}") from None
+    _check_status_branch(args, where)
+    name = _source_name(args, args.repo, where)
     loop = LoopOptions(
         interval=interval,
         prune=args.prune,
@@ -154,7 +114,7 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
         git=git,
         loop=loop,
         status_file=Path(args.status_file).expanduser().absolute() if args.status_file else None,
-        status_branch=branch,
+        status_branch=args.status_branch,
         suspend=args.suspend,
         dry_run=args.dry_run,
         rollback_on_failure=args.rollback_on_failure,
@@ -162,6 +122,68 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
         webhook_secret=secret,
         age_keys=keys,
     )
+
+
+def _duration(where: str, name: str, text: str, minimum: float) -> float:
+    """A duration option in seconds, at least ``minimum``."""
+    from ..api.units import duration_to_ns
+
+    try:
+        seconds = duration_to_ns(text) / 1e9
+    except ValueError as exc:
+        raise Invalid(f"{where}{name}: {exc}") from None
+    if seconds < minimum:
+        raise Invalid(f"{where}{name}: must be at least {minimum:g}s")
+    return seconds
+
+
+def _readable(where: str, name: str, value: str | None) -> Path | None:
+    """A file option: the file, which must exist (None: not given)."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise Invalid(f"{where}{name}: {value}: no such file")
+    return path
+
+
+def _token(args: SourceArgs, where: str) -> str | None:
+    """The access token, from --token-file, else from --token-env (None: neither given)."""
+    token_file = _readable(where, "--token-file", args.token_file)
+    if token_file is not None:
+        return token_file.read_text(encoding="utf-8").strip()
+    if not args.token_env:
+        return None
+    if not os.environ.get(args.token_env):
+        raise Invalid(f"{where}--token-env: environment variable {args.token_env!r} is not set")
+    return os.environ[args.token_env].strip()
+
+
+def _webhook_secret(args: SourceArgs, where: str) -> bytes | None:
+    secret_file = _readable(where, "--webhook-secret-file", args.webhook_secret_file)
+    secret = secret_file.read_bytes().strip() if secret_file is not None else None
+    if secret is not None and len(secret) < 8:
+        raise Invalid(f"{where}--webhook-secret-file: the secret is too short (8 bytes at least)")
+    return secret
+
+
+def _check_status_branch(args: SourceArgs, where: str) -> None:
+    branch = args.status_branch
+    if branch is not None and branch.removeprefix("refs/heads/") == args.ref.removeprefix("refs/heads/"):
+        raise Invalid(
+            f"{where}--status-branch: {branch!r} is the tracked branch; status commits there would each be "
+            "a new revision to apply. Use a branch of its own (e.g. swarmkeeper-status)"
+        )
+
+
+def _source_name(args: SourceArgs, repo: str, where: str) -> str:
+    """--name, or one made from the repository and path; checked either way."""
+    from ..sources.git import source_name_for
+
+    name = args.name or source_name_for(repo, args.path)
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 46:
+        raise Invalid(f"{where}--name: {name!r}: use letters, digits, '-', '_' or '.', at most 46 characters")
+    return name
 
 
 def settings_from_config(path: Path, defaults: SourceArgs) -> tuple[list[SyncSettings], str | None]:

@@ -186,61 +186,16 @@ class Controller:
 
     def run(self) -> int:
         """Run until stopped (or one pass with ``once``). Returns the process exit code."""
-        # Only the main thread may take signals; a controller run in a thread is stopped by its owner.
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, self._on_signal)
+        self._take_signals()
         if self.options.once:
-            if not self.lease.attempt():
-                log.error("another controller holds the lease for source %r; not acting", self.options.source)
-                return 1
-            try:
-                result = self.run_pass({"once"})
-            finally:
-                self.lease.stop()
-            return 0 if result.ok else 1
-        server = None
-        if self.options.metrics_addr:
-            server = HealthServer(self.options.metrics_addr, self.metrics, self.healthy, self.ready)
-            server.start()
-            log.info("metrics and health on %s (/metrics, /healthz, /readyz)", self.options.metrics_addr)
+            return self._run_once()
+        server = self._start_health_server()
         triggers: list[Trigger] = [*self.source.triggers(self.wakeup), EngineEvents(self._default_client, self.wakeup)]
         self.lease.start()
         for trigger in triggers:
             trigger.start()
-        next_resync = time.monotonic()
-        backoff, requeue_delay = 0.5, self.options.requeue
-        followups: list[float] = []
         try:
-            while not self.stopping.is_set():
-                self.alive_at = time.monotonic()
-                wake_at = min([next_resync, *followups])
-                reasons, _ = self.wakeup.wait(max(0.0, wake_at - time.monotonic()))
-                now = time.monotonic()
-                followups = [t for t in followups if t > now]
-                if "engine" in reasons:
-                    # An event often comes before the swarm's own bookkeeping catches up (a container
-                    # dies before its task is marked failed): look again shortly, a few times.
-                    followups = sorted({*followups, *(now + d for d in FOLLOWUP_DELAYS)})
-                if self.stopping.is_set():
-                    break
-                if not reasons:
-                    reasons = {"resync"}
-                if not self.lease.held.is_set():
-                    next_resync = time.monotonic() + self.options.lease_ttl / 3
-                    continue
-                requeue = self.run_pass(reasons).requeue
-                if not self.engine_ok:
-                    next_resync = time.monotonic() + backoff
-                    backoff = min(backoff * 2, 30.0)
-                elif requeue:
-                    # Work left for later (a dependency still converging): look again, less often
-                    # the longer it takes, so a service that never converges does not flood the log.
-                    next_resync = time.monotonic() + min(requeue_delay, self.options.interval)
-                    requeue_delay = min(requeue_delay * 2, 60.0)
-                else:
-                    backoff, requeue_delay = 0.5, self.options.requeue
-                    next_resync = time.monotonic() + self.options.interval
+            self._loop()
         finally:
             for trigger in triggers:
                 trigger.stop()
@@ -251,6 +206,88 @@ class Controller:
         log.info("stopped")
         return 0
 
+    def _take_signals(self) -> None:
+        # Only the main thread may take signals; a controller run in a thread is stopped by its owner.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+
+    def _run_once(self) -> int:
+        """One pass, if the lease can be had at once."""
+        if not self.lease.attempt():
+            log.error("another controller holds the lease for source %r; not acting", self.options.source)
+            return 1
+        try:
+            result = self.run_pass({"once"})
+        finally:
+            self.lease.stop()
+        return 0 if result.ok else 1
+
+    def _start_health_server(self) -> HealthServer | None:
+        if not self.options.metrics_addr:
+            return None
+        server = HealthServer(self.options.metrics_addr, self.metrics, self.healthy, self.ready)
+        server.start()
+        log.info("metrics and health on %s (/metrics, /healthz, /readyz)", self.options.metrics_addr)
+        return server
+
+    def _loop(self) -> None:
+        """Wait for a reason (or the next resync), run a pass, repeat until stopped."""
+        pacing = _Pacing(self.options)
+        while not self.stopping.is_set():
+            self.alive_at = time.monotonic()
+            reasons, _ = self.wakeup.wait(pacing.timeout())
+            pacing.woke(reasons)
+            if self.stopping.is_set():
+                break
+            if not reasons:
+                reasons = {"resync"}
+            if not self.lease.held.is_set():
+                pacing.standing_by()
+                continue
+            requeue = self.run_pass(reasons).requeue
+            pacing.passed(self.engine_ok, requeue)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s; finishing the current pass and stopping", signal.Signals(signum).name)
         self.stop()
+
+
+class _Pacing:
+    """When the loop looks next: every interval, soon again after engine events, backing off while
+    the engine is away or work is left for later."""
+
+    def __init__(self, options: LoopOptions) -> None:
+        self.options = options
+        self.next_resync = time.monotonic()
+        self.backoff, self.requeue_delay = 0.5, options.requeue
+        self.followups: list[float] = []
+
+    def timeout(self) -> float:
+        wake_at = min([self.next_resync, *self.followups])
+        return max(0.0, wake_at - time.monotonic())
+
+    def woke(self, reasons: set[str]) -> None:
+        now = time.monotonic()
+        self.followups = [t for t in self.followups if t > now]
+        if "engine" in reasons:
+            # An event often comes before the swarm's own bookkeeping catches up (a container
+            # dies before its task is marked failed): look again shortly, a few times.
+            self.followups = sorted({*self.followups, *(now + d for d in FOLLOWUP_DELAYS)})
+
+    def standing_by(self) -> None:
+        """Another controller holds the lease: look again before it would expire."""
+        self.next_resync = time.monotonic() + self.options.lease_ttl / 3
+
+    def passed(self, engine_ok: bool, requeue: bool) -> None:
+        if not engine_ok:
+            self.next_resync = time.monotonic() + self.backoff
+            self.backoff = min(self.backoff * 2, 30.0)
+        elif requeue:
+            # Work left for later (a dependency still converging): look again, less often
+            # the longer it takes, so a service that never converges does not flood the log.
+            self.next_resync = time.monotonic() + min(self.requeue_delay, self.options.interval)
+            self.requeue_delay = min(self.requeue_delay * 2, 60.0)
+        else:
+            self.backoff, self.requeue_delay = 0.5, self.options.requeue
+            self.next_resync = time.monotonic() + self.options.interval

@@ -268,44 +268,68 @@ class SourceView:
 def conditions(view: SourceView, at: datetime) -> list[Condition]:
     """Ready first (True only when every other condition is), then Fetched, Valid, Applied, Released;
     ``at`` is the transition time of a condition whose status changed."""
+    states = {
+        "Fetched": _fetched(view),
+        "Valid": _valid(view),
+        "Applied": _applied(view),
+        "Released": _released(view),
+    }
+    out = [condition(type_, *state, at=at) for type_, state in states.items() if state is not None]
+    out.insert(0, condition(READY, *_ready(out, view.revisions), at=at))
+    return out
+
+
+# Each condition as (status, reason, message); None: not shown (nothing to say yet).
+
+
+def _fetched(view: SourceView) -> tuple[ConditionStatus, str, str]:
     revs = view.revisions
-
-    def cond(type_: str, status: ConditionStatus, reason: str, message: str = "") -> Condition:
-        return condition(type_, status, reason, message, at=at)
-
-    out: list[Condition] = []
     if view.fetch_error:
-        out.append(cond("Fetched", "False", "FetchFailed", view.fetch_error))
-    elif revs.fetched:
-        out.append(cond("Fetched", "True", "Fetched", f"{view.ref} is at {revs.fetched[:12]}"))
-    else:
-        out.append(cond("Fetched", "Unknown", "NotFetched"))
+        return "False", "FetchFailed", view.fetch_error
+    if revs.fetched:
+        return "True", "Fetched", f"{view.ref} is at {revs.fetched[:12]}"
+    return "Unknown", "NotFetched", ""
+
+
+def _valid(view: SourceView) -> tuple[ConditionStatus, str, str] | None:
+    revs = view.revisions
     if view.spec_errors and revs.attempted:
         kept = f"revision {view.good[:12]} stays applied" if view.good else "nothing is applied"
-        message = f"revision {revs.attempted[:12]} has {view.spec_errors} errors; {kept}"
-        out.append(cond("Valid", "False", "InvalidSpec", message))
-    elif revs.attempted:
-        out.append(cond("Valid", "True", "Valid", f"revision {revs.attempted[:12]}"))
+        return "False", "InvalidSpec", f"revision {revs.attempted[:12]} has {view.spec_errors} errors; {kept}"
+    if revs.attempted:
+        return "True", "Valid", f"revision {revs.attempted[:12]}"
+    return None
+
+
+def _applied(view: SourceView) -> tuple[ConditionStatus, str, str] | None:
+    revs = view.revisions
     if view.suspended:
-        out.append(cond("Applied", "False", "Suspended", "applying is suspended (--suspend)"))
-    elif view.apply_problem:
-        out.append(cond("Applied", "False", "ApplyFailed", view.apply_problem))
-    elif revs.applied:
-        out.append(cond("Applied", "True", "Applied", f"revision {revs.applied[:12]}"))
+        return "False", "Suspended", "applying is suspended (--suspend)"
+    if view.apply_problem:
+        return "False", "ApplyFailed", view.apply_problem
+    if revs.applied:
+        return "True", "Applied", f"revision {revs.applied[:12]}"
+    return None
+
+
+def _released(view: SourceView) -> tuple[ConditionStatus, str, str] | None:
+    revs = view.revisions
     head_failed = revs.failed.get(revs.fetched or "")
     if view.release is not None:
-        out.append(cond("Released", "Unknown", "Progressing", f"revision {view.release.revision[:12]} rolling out"))
-    elif head_failed is not None and revs.fetched:
+        return "Unknown", "Progressing", f"revision {view.release.revision[:12]} rolling out"
+    if head_failed is not None and revs.fetched:
         failed = f"revision {revs.fetched[:12]} failed: {head_failed}"
         if view.policy.rollback_on_failure and revs.released and revs.applied == revs.released:
-            out.append(cond("Released", "False", "RolledBack", f"{failed}; revision {revs.released[:12]} re-applied"))
-        else:
-            out.append(cond("Released", "False", "ReleaseFailed", failed))
-    elif revs.released:
-        out.append(cond("Released", "True", "Converged", f"revision {revs.released[:12]}"))
-    waiting = [f"{c.type}: {c.message or c.reason}" for c in out if c.status != "True"]
+            return "False", "RolledBack", f"{failed}; revision {revs.released[:12]} re-applied"
+        return "False", "ReleaseFailed", failed
+    if revs.released:
+        return "True", "Converged", f"revision {revs.released[:12]}"
+    return None
+
+
+def _ready(others: list[Condition], revs: Revisions) -> tuple[ConditionStatus, str, str]:
+    """True when every other condition is; else False, naming those that are not."""
+    waiting = [f"{c.type}: {c.message or c.reason}" for c in others if c.status != "True"]
     if waiting:
-        out.insert(0, cond(READY, "False", "NotSynced", "; ".join(waiting)))
-    else:
-        out.insert(0, cond(READY, "True", "Synced", f"revision {(revs.applied or '')[:12]}"))
-    return out
+        return "False", "NotSynced", "; ".join(waiting)
+    return "True", "Synced", f"revision {(revs.applied or '')[:12]}"

@@ -343,69 +343,115 @@ def _new_node_changes(node: ClusterNode) -> tuple[str, ...]:
     return tuple(changes)
 
 
+@dataclass
+class _NodeSteps:
+    """The spec nodes' actions, kept apart so they can be carried out in a safe order."""
+
+    joins: list[Action] = field(default_factory=list)
+    promotions: list[Action] = field(default_factory=list)
+    updates: list[Action] = field(default_factory=list)
+    demotions: list[Action] = field(default_factory=list)
+
+    def ordered(self) -> list[Action]:
+        return [*self.joins, *self.promotions, *self.updates, *self.demotions]
+
+
 def _plan_swarm(spec: SwarmClusterSpec, view: ClusterView, swarm: SwarmInfo) -> ClusterPlan:
     plan = ClusterPlan(matching=match_nodes(spec.nodes, view))
-    matching = plan.matching
+    plan.refusal = _quorum_lost(view)
+    if plan.refusal is not None:
+        return plan
+
+    steps = _NodeSteps()
+    for node in spec.nodes:
+        member = plan.matching.members.get(node.name)
+        if member is None:
+            _plan_unmatched(plan, steps, node, view)
+        else:
+            _plan_member(plan, steps, node, member, view)
+
+    removals = _removals(spec, plan)
+    settings = _swarm_update(spec, swarm, plan)
+    plan.actions = [*steps.ordered(), *removals]
+    if settings is not None:
+        plan.actions.append(settings)
+    store_key = _store_unlock_key(spec, view, swarm)
+    if store_key is not None:
+        plan.actions.append(store_key)
+
+    _check_quorum(plan, view)
+    return plan
+
+
+def _quorum_lost(view: ClusterView) -> Refusal | None:
     managers = [m for m in view.members if m.is_manager]
     reachable = [m for m in managers if m.reachability == "reachable"]
     if managers and len(reachable) < quorum(len(managers)):
-        plan.refusal = Refusal(
+        return Refusal(
             "QuorumLost",
             f"only {len(reachable)} of {len(managers)} managers are reachable (a majority, {quorum(len(managers))}, "
             "is needed): the swarm cannot change anything until managers come back",
         )
-        return plan
+    return None
 
-    joins: list[Action] = []
-    promotions: list[Action] = []
-    updates: list[Action] = []
-    demotions: list[Action] = []
-    for node in spec.nodes:
-        engine = view.engines[node.name]
-        member = matching.members.get(node.name)
-        local = engine.local
-        if member is None:
-            if local is None:
-                why = f"its engine does not answer ({engine.error})"
-                weak = matching.weak.get(node.name)
-                plan.waiting[node.name] = why + (f"; a node with its hostname is {weak.state}" if weak else "")
-            elif local.state == "inactive":
-                joins.append(JoinNode(node.name, node.role, node.listen_addr, node.advertise_addr))
-            elif local.state == "pending":
-                plan.waiting[node.name] = "joining the swarm"
-            elif local.state == "locked" and not view.unlock_key_available:
-                plan.problems[node.name] = "locked: put the unlock key in spec.swarm.unlockKeyFile or unlock it by hand"
-            elif local.state == "error":
-                plan.problems[node.name] = f"its engine reports a swarm error: {local.error or 'unknown'}"
-            elif local.state == "active":
-                plan.problems[node.name] = (
-                    f"belongs to another swarm (as node {local.node_id[:12]}); swarmkeeper never takes a node out "
-                    "of another swarm: run `docker swarm leave` on it"
-                )
-            continue
-        if local is None:
-            plan.waiting[node.name] = f"its engine does not answer ({engine.error})"
-        elif local.state == "locked" and not view.unlock_key_available:
-            plan.problems[node.name] = "locked: put the unlock key in spec.swarm.unlockKeyFile or unlock it by hand"
-        elif member.state != "ready":
-            plan.waiting[node.name] = f"{member.state}" + (f" ({member.message})" if member.message else "")
-        update = _node_update(node, member)
-        if update is None:
-            continue
-        if update.role == "manager" and not member.is_manager:
-            if member.state != "ready":
-                plan.waiting[node.name] = f"to be promoted once it is ready (now {member.state})"
-                continue
-            promotions.append(update)
-        elif update.role == "worker" and member.is_manager:
-            demotions.append(update)
-        else:
-            updates.append(update)
 
+def _plan_unmatched(plan: ClusterPlan, steps: _NodeSteps, node: ClusterNode, view: ClusterView) -> None:
+    """A spec node no swarm node is known to be: join it, or say why not."""
+    engine = view.engines[node.name]
+    local = engine.local
+    if local is None:
+        why = f"its engine does not answer ({engine.error})"
+        weak = plan.matching.weak.get(node.name)
+        plan.waiting[node.name] = why + (f"; a node with its hostname is {weak.state}" if weak else "")
+    elif local.state == "inactive":
+        steps.joins.append(JoinNode(node.name, node.role, node.listen_addr, node.advertise_addr))
+    elif local.state == "pending":
+        plan.waiting[node.name] = "joining the swarm"
+    elif local.state == "locked" and not view.unlock_key_available:
+        plan.problems[node.name] = "locked: put the unlock key in spec.swarm.unlockKeyFile or unlock it by hand"
+    elif local.state == "error":
+        plan.problems[node.name] = f"its engine reports a swarm error: {local.error or 'unknown'}"
+    elif local.state == "active":
+        plan.problems[node.name] = (
+            f"belongs to another swarm (as node {local.node_id[:12]}); swarmkeeper never takes a node out "
+            "of another swarm: run `docker swarm leave` on it"
+        )
+
+
+def _plan_member(plan: ClusterPlan, steps: _NodeSteps, node: ClusterNode, member: Member, view: ClusterView) -> None:
+    """A spec node that is in the swarm: note its state, and bring its role, availability and labels in line."""
+    _note_member_state(plan, node, member, view)
+    update = _node_update(node, member)
+    if update is None:
+        return
+    if update.role == "manager" and not member.is_manager:
+        if member.state != "ready":
+            plan.waiting[node.name] = f"to be promoted once it is ready (now {member.state})"
+            return
+        steps.promotions.append(update)
+    elif update.role == "worker" and member.is_manager:
+        steps.demotions.append(update)
+    else:
+        steps.updates.append(update)
+
+
+def _note_member_state(plan: ClusterPlan, node: ClusterNode, member: Member, view: ClusterView) -> None:
+    engine = view.engines[node.name]
+    local = engine.local
+    if local is None:
+        plan.waiting[node.name] = f"its engine does not answer ({engine.error})"
+    elif local.state == "locked" and not view.unlock_key_available:
+        plan.problems[node.name] = "locked: put the unlock key in spec.swarm.unlockKeyFile or unlock it by hand"
+    elif member.state != "ready":
+        plan.waiting[node.name] = f"{member.state}" + (f" ({member.message})" if member.message else "")
+
+
+def _removals(spec: SwarmClusterSpec, plan: ClusterPlan) -> list[Action]:
+    """Swarm nodes to remove: ours that left the spec, and unknown ones when asked (else a warning)."""
     removals: list[Action] = []
-    for name, member, why in matching.departed:
+    for name, member, why in plan.matching.departed:
         removals.append(RemoveNode(name, member, why, member.labels.get(NODE_ENGINE)))
-    for member in matching.unknown:
+    for member in plan.matching.unknown:
         name = member.hostname or member.id[:12]
         if spec.remove_unknown_nodes:
             removals.append(RemoveNode(name, member, "not in spec.nodes", None))
@@ -414,19 +460,16 @@ def _plan_swarm(spec: SwarmClusterSpec, view: ClusterView, swarm: SwarmInfo) -> 
                 f"node {name} ({member.id[:12]}, {member.role}) is in the swarm but not in spec.nodes; "
                 "removeUnknownNodes: true removes it (and rotateJoinTokens keeps it from joining again)"
             )
+    return removals
 
-    settings = _swarm_update(spec, swarm, plan)
-    plan.actions = [*joins, *promotions, *updates, *demotions, *removals]
-    if settings is not None:
-        plan.actions.append(settings)
-    # The key file follows the swarm: once autolock is on (now, or after the update above), it must
-    # hold the current key.
+
+def _store_unlock_key(spec: SwarmClusterSpec, view: ClusterView, swarm: SwarmInfo) -> StoreUnlockKey | None:
+    # The key file follows the swarm: once autolock is on (now, or after the settings update), it
+    # must hold the current key.
     autolock = spec.swarm.autolock if spec.swarm.autolock is not None else bool(swarm.settings.get("autolock"))
     if autolock and spec.swarm.unlock_key_file and view.unlock_key_stored is not True:
-        plan.actions.append(StoreUnlockKey(spec.swarm.unlock_key_file))
-
-    _check_quorum(plan, view)
-    return plan
+        return StoreUnlockKey(spec.swarm.unlock_key_file)
+    return None
 
 
 def _node_update(node: ClusterNode, member: Member) -> UpdateNode | None:

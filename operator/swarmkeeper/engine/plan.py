@@ -175,43 +175,55 @@ class _Builder:
     # -- services ----------------------------------------------------------------------------
     def services(self) -> None:
         for key, want in self.desired.services.items():
-            actual = self.state.managed_services.get(key)
-            foreign = A.foreign_service(self.state, want.swarm_name) if actual is None and self.adopt else None
-            if foreign is not None:
-                step = self.adopt_service(key, want, foreign)
-            elif actual is None:
-                if self.conflict(key, "service", want.swarm_name):
-                    continue
-                step = self.add(
-                    "create",
-                    key,
-                    want.swarm_name,
-                    "missing",
-                    payload=want.payload,
-                    with_registry_auth=want.with_registry_auth,
-                )
-            else:
-                changes = self.service_changes(want, actual)
-                if not changes:
-                    continue
-                labels = actual["Spec"].get("Labels") or {}
-                reason: Reason = "drift" if labels.get(L.SPEC_HASH) == want.spec_hash else "changed"
-                step = self.add(
-                    "update",
-                    key,
-                    want.swarm_name,
-                    reason,
-                    payload=want.payload,
-                    object_id=actual["ID"],
-                    changes=changes,
-                    with_registry_auth=want.with_registry_auth,
-                )
-            for dep in [*want.networks, *want.values]:
-                for action in ("create", "recreate"):
-                    if (action, dep) in self.by_key:
-                        step.after.add(self.by_key[(action, dep)].index)
+            step = self.plan_service(key, want)
+            if step is None:
+                continue
+            self.after_resources(step, want)
             step.wait_for = [self.desired.services[d].swarm_name for d in want.depends_on]
-        # dependsOn: a service's step runs after the steps of what it depends on.
+        self.order_by_depends_on()
+
+    def plan_service(self, key: Key, want: DesiredService) -> Step | None:
+        """The step that brings one service to its spec (None: nothing to do, or a name conflict)."""
+        actual = self.state.managed_services.get(key)
+        foreign = A.foreign_service(self.state, want.swarm_name) if actual is None and self.adopt else None
+        if foreign is not None:
+            return self.adopt_service(key, want, foreign)
+        if actual is None:
+            if self.conflict(key, "service", want.swarm_name):
+                return None
+            return self.add(
+                "create",
+                key,
+                want.swarm_name,
+                "missing",
+                payload=want.payload,
+                with_registry_auth=want.with_registry_auth,
+            )
+        changes = self.service_changes(want, actual)
+        if not changes:
+            return None
+        labels = actual["Spec"].get("Labels") or {}
+        reason: Reason = "drift" if labels.get(L.SPEC_HASH) == want.spec_hash else "changed"
+        return self.add(
+            "update",
+            key,
+            want.swarm_name,
+            reason,
+            payload=want.payload,
+            object_id=actual["ID"],
+            changes=changes,
+            with_registry_auth=want.with_registry_auth,
+        )
+
+    def after_resources(self, step: Step, want: DesiredService) -> None:
+        """A service's step runs after the steps that create the networks, secrets and configs it uses."""
+        for dep in [*want.networks, *want.values]:
+            for action in ("create", "recreate"):
+                if (action, dep) in self.by_key:
+                    step.after.add(self.by_key[(action, dep)].index)
+
+    def order_by_depends_on(self) -> None:
+        """dependsOn: a service's step runs after the steps of what it depends on."""
         for key, want in self.desired.services.items():
             mine = self.service_step(key)
             if mine is None:

@@ -140,6 +140,10 @@ class TargetOutcome:
 
 @dataclass
 class PassOutcome:
+    """Everything one pass did and found, for whoever reports it: status write-back, Events,
+    logs, metrics, the CLI (and anything that shows passes to people). Names, field paths and
+    messages only: a secret value never reaches it."""
+
     targets: list[TargetOutcome] = field(default_factory=list)
     spec_errors: list[SpecError] = field(default_factory=list)  # the front door's load errors
     revision: str | None = None

@@ -298,14 +298,19 @@ class _Walk:
 
 
 def _decrypt_value(text: str, key: bytes, aad: str) -> Any:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     if text == "":
         return b""  # sops leaves empty values unencrypted
     m = _ENC.match(text)
     if m is None:
         raise SopsError("not an encrypted value (ENC[AES256_GCM,…])")
+    return _typed(_plaintext(m, key, aad), m.group(4))
+
+
+def _plaintext(m: re.Match[str], key: bytes, aad: str) -> bytes:
+    """The plaintext of an ``ENC[…]`` value, its data, IV and tag checked."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         data, iv, tag = (base64.b64decode(part, validate=True) for part in m.group(1, 2, 3))
     except binascii.Error:
@@ -313,10 +318,13 @@ def _decrypt_value(text: str, key: bytes, aad: str) -> Any:
     if not 8 <= len(iv) <= 128:
         raise SopsError("damaged encrypted value (bad IV)")
     try:
-        plain = AESGCM(key).decrypt(iv, data + tag, aad.encode("utf-8"))
+        return AESGCM(key).decrypt(iv, data + tag, aad.encode("utf-8"))
     except InvalidTag:
         raise SopsError("cannot be decrypted: wrong key, or the value was changed or moved") from None
-    kind = m.group(4)
+
+
+def _typed(plain: bytes, kind: str) -> Any:
+    """A decrypted value as the type sops recorded for it."""
     try:
         match kind:
             case "str" | "bytes":

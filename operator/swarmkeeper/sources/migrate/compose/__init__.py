@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ...api import RESOURCE_ADAPTER
-from ...loading.fieldpath import FieldPath
-from ...swarm.unbuild import spec_name
+from ....api import RESOURCE_ADAPTER
+from ....loading.fieldpath import FieldPath
+from ..export import spec_name
 from .fields import Invalid
 from .reading import MAX_COMPOSE_BYTES, read_compose
 from .result import ImportedObject, ImportResult

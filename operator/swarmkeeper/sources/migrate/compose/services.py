@@ -15,10 +15,10 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...api.units import cpus_to_nano
-from ...loading.fieldpath import FieldPath
-from ...swarm import labels as L
-from ...swarm.unbuild import spec_name
+from ....api.units import cpus_to_nano
+from ....loading.fieldpath import FieldPath
+from ....swarm import labels as L
+from ..export import spec_name
 from .fields import Fields, Invalid
 from .reading import Data
 from .result import ImportedObject

@@ -14,8 +14,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from ...loading import SpecError
-from ...loading.fieldpath import FieldPath, Position
+from ....loading import SpecError
+from ....loading.fieldpath import FieldPath, Position
 
 Data = Any  # parsed YAML: dicts, lists and scalars
 

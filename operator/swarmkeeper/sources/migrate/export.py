@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..api import API_VERSION, RESOURCE_ADAPTER, SwarmNetwork
-from ..api.units import cpus_to_nano, ns_to_duration
-from . import labels as L
-from .build import build_network_spec
-from .observe import Obj, SwarmState
+from ...api import API_VERSION, RESOURCE_ADAPTER, SwarmNetwork
+from ...api.units import cpus_to_nano, ns_to_duration
+from ...swarm import labels as L
+from ...swarm.build import build_network_spec
+from ...swarm.observe import Obj, SwarmState
 
 LEASE_PREFIX = "swarmkeeper-lease."
 _OWNERSHIP = frozenset({L.MANAGED_BY, L.KIND, L.NAME, L.NAMESPACE, L.SOURCE, L.STACK_NAMESPACE, L.VERSION})
@@ -314,7 +314,7 @@ _SERVICE_FIELDS = frozenset(
     {"Name", "Labels", "TaskTemplate", "Mode", "UpdateConfig", "RollbackConfig", "EndpointSpec", "Networks"}
 )
 # Values the engine reports for fields nobody set; not worth a comment.
-_DEFAULTS = {("Isolation", "default"), ("Runtime", "container")}
+_DEFAULTS = {"Isolation": "default", "Runtime": "container"}
 
 
 class _ServiceUnbuilder:
@@ -328,7 +328,7 @@ class _ServiceUnbuilder:
 
     def dropped(self, where: str, fields: Mapping[str, Any], known: frozenset[str]) -> None:
         for k, v in fields.items():
-            if k not in known and not _empty(v) and (k, v) not in _DEFAULTS:
+            if k not in known and not _empty(v) and _DEFAULTS.get(k) != v:
                 self.comments.append(
                     f"{where}{k} is not exported: SwarmService has no field for it (applying drops it)"
                 )

@@ -16,12 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ...api import API_VERSION
-from ...api.units import duration_to_ns
-from ...loading import SpecError
-from ...loading.fieldpath import FieldPath, Position, format_path, locate
-from ...swarm import labels as L
-from ...swarm.unbuild import spec_name
+from ....api import API_VERSION
+from ....api.units import duration_to_ns
+from ....loading import SpecError
+from ....loading.fieldpath import FieldPath, Position, format_path, locate
+from ....swarm import labels as L
+from ..export import spec_name
 from .interpolation import InterpolationError, Interpolator
 from .reading import Data
 
