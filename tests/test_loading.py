@@ -510,3 +510,11 @@ def test_control_character_is_reported_with_its_position(tmp_path: Path) -> None
 
     assert (error.line, error.column) == (2, 5)
     assert error.message.startswith("unacceptable character #x0007")
+
+
+def test_a_path_the_system_refuses_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    too_long = tmp_path / ("a" * 300) / "web.yaml"
+    result = load_paths([too_long])
+    assert not result.ok
+    assert [e.file for e in result.errors] == [too_long]
+    assert "too long" in result.errors[0].message

@@ -9,6 +9,7 @@ a folder may not lead outside it: a repository must not be able to make swarmkee
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,13 +36,18 @@ def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], lis
     errors: list[SpecError] = []
     seen: set[Path] = set()
     for path in paths:
-        if path.is_dir():
+        try:
+            kind = os.stat(path).st_mode
+        except OSError as exc:  # missing, a name too long, a loop, no permission on the way
+            problem = "no such file or folder" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+            errors.append(SpecError(problem, file=path))
+            continue
+        if stat.S_ISDIR(kind):
             candidates = [(file, path) for file in _walk(path, errors)]
-        elif path.is_file():
+        elif stat.S_ISREG(kind):
             candidates = [(path, path.parent)]
         else:
-            problem = "is not a file or folder" if path.exists() else "no such file or folder"
-            errors.append(SpecError(problem, file=path))
+            errors.append(SpecError("is not a file or folder", file=path))
             continue
         for file, root in candidates:
             try:
