@@ -15,6 +15,8 @@ bench's temporary folder, after a warm-up run of each command that is not measur
 runs it with PYTHONDONTWRITEBYTECODE=1 instead, as a source checkout without ``__pycache__``
 (every run compiles swarmkeeper's own modules again).
 
+SWARMKEEPER names another swarmkeeper executable to measure (another build, to compare).
+
     ROUNDS=3 .venv/bin/python bench/stack_compare.py 10 50 200
     PHASES=help,noop ROUNDS=15 .venv/bin/python bench/stack_compare.py 50
 """
@@ -43,7 +45,7 @@ from workload import write_compose, write_specs
 from engine_proxy import EngineProxy
 
 ROOT = Path(__file__).resolve().parent.parent
-SK = os.environ.get("SWARMKEEPER", str(ROOT / ".venv" / "bin" / "swarmkeeper"))  # another build, to compare
+SK = os.environ.get("SWARMKEEPER", str(ROOT / ".venv" / "bin" / "swarmkeeper"))
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SK_NS, STACK_NS = "bsk", "bst"
 tools_ns = {"sk": SK_NS, "stack": STACK_NS}

@@ -66,8 +66,15 @@ sources:
         wait_for(lambda: source_of("beta") == f"{namespace}-beta", timeout=60, message="beta not applied")
         alpha = tmp_path / "status" / "alpha.yaml"
         wait_for(lambda: read_status(alpha).get("lastAppliedRevision") == repos["alpha"].head(), timeout=30)
-        beta = read_status(tmp_path / "status" / "beta.yaml")
-        assert beta["source"] == f"{namespace}-beta" and beta["lastAppliedRevision"] == repos["beta"].head()
+        # Each source writes its status after its own pass: beta's may land a moment after its config.
+        beta = wait_for(
+            lambda: (
+                (b := read_status(tmp_path / "status" / "beta.yaml")).get("lastAppliedRevision") == repos["beta"].head()
+                and b
+            ),
+            timeout=30,
+        )
+        assert beta["source"] == f"{namespace}-beta"
         leases = {c["Spec"]["Name"] for c in docker_api.configs() if c["Spec"]["Name"].startswith("swarmkeeper-lease.")}
         assert {f"swarmkeeper-lease.{namespace}-alpha", f"swarmkeeper-lease.{namespace}-beta"} <= leases
 
