@@ -6,7 +6,6 @@ case nothing in the swarm was changed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -294,7 +293,7 @@ def get(
             }
             for o in objects
         ]
-        _print_documents(docs, output, single=name is not None)
+        render.print_documents(out, docs, output, single=name is not None)
         return
     if output not in ("table", "wide"):
         fail(f"unknown output {output!r}; use table, wide, yaml or json", EXIT_INVALID)
@@ -331,22 +330,6 @@ def _kinds_wanted(kind: str | None) -> set[str] | None:
     if kind.lower() not in KIND_ALIASES:
         fail(f"unknown kind {kind!r}; use one of services, networks, secrets, configs", EXIT_INVALID)
     return {KIND_ALIASES[kind.lower()]}
-
-
-def _print_documents(docs: list[dict[str, object]], output: str, single: bool) -> None:
-    """``get -o json`` (one object when ``single``) or ``-o yaml`` (a stream of documents)."""
-    if output == "json":
-        out.print_json(json.dumps(docs[0] if single else docs))
-        return
-    import io
-
-    from ruamel.yaml import YAML
-
-    buf = io.StringIO()
-    yaml = YAML()
-    yaml.explicit_start = len(docs) > 1
-    yaml.dump_all(docs, buf)
-    out.print(buf.getvalue(), end="", markup=False)
 
 
 def _status_cells(kind: str, status: object, details: dict[str, str]) -> tuple[object, str, str]:

@@ -7,7 +7,6 @@ hold a join token or the unlock key: the status it prints is built without them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -63,21 +62,6 @@ def _rows(statuses: list[NodeStatus], unknown: list[NodeStatus]) -> list[list[st
     return rows
 
 
-def _dump(docs: list[dict[str, Any]], output: str) -> None:
-    if output == "json":
-        out.print_json(json.dumps(docs if len(docs) != 1 else docs[0]))
-        return
-    import io
-
-    from ruamel.yaml import YAML
-
-    buf = io.StringIO()
-    yaml = YAML()
-    yaml.explicit_start = len(docs) > 1
-    yaml.dump_all(docs, buf)
-    out.print(buf.getvalue(), end="", markup=False)
-
-
 def show_nodes(paths: list[Path], cluster: str | None, host: str | None, output: str) -> None:
     """Print the nodes of every SwarmCluster with nodes in ``paths`` (or only ``cluster``); without
     specs, or for a cluster that is a connection only, the nodes its engine lists."""
@@ -114,7 +98,10 @@ def show_nodes(paths: list[Path], cluster: str | None, host: str | None, output:
     except (EngineError, LookupError) as exc:
         fail(str(exc))
     if output != "table":
-        _dump([doc for *_, doc in sections], output)
+        from . import render
+
+        docs = [doc for *_, doc in sections]
+        render.print_documents(out, docs, output, single=len(docs) == 1)
         return
     for name, statuses, unknown, _ in sections:
         if len(sections) > 1:

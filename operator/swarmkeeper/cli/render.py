@@ -4,7 +4,9 @@ fingerprints' existence, never the values."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,3 +160,17 @@ class TableView:
         for line in self.lines():
             yield Segment(line)
             yield Segment.line()
+
+
+def print_documents(console: Console, docs: Sequence[Mapping[str, Any]], output: str, *, single: bool) -> None:
+    """``-o json`` (one object when ``single``, else a list) or ``-o yaml`` (a stream of documents)."""
+    if output == "json":
+        console.print_json(json.dumps(docs[0] if single else list(docs)))
+        return
+    from ruamel.yaml import YAML
+
+    buf = io.StringIO()
+    yaml = YAML()
+    yaml.explicit_start = len(docs) > 1
+    yaml.dump_all([dict(d) for d in docs], buf)
+    console.print(buf.getvalue(), end="", markup=False)
