@@ -94,7 +94,6 @@ class Controller:
         self.alive_at = time.monotonic()
         self.engine_ok = False
         self.passes = 0
-        self.last_outcome: PassOutcome | None = None
 
     # -- connections ---------------------------------------------------------------------------
     def _default_client(self) -> EngineClient:
@@ -151,7 +150,6 @@ class Controller:
         self.metrics.record_pass(outcome, self.clients.take_calls())
         self.passes += 1
         log.debug("pass (%s) took %.0f ms", ",".join(sorted(reasons)) or "resync", outcome.duration * 1000)
-        self.last_outcome = outcome
         return PassResult(ok=outcome.ok, requeue=outcome.requeue)
 
     def _report(self, outcome: PassOutcome) -> None:

@@ -112,7 +112,7 @@ class ObjectChange:
     def of(cls, result: StepResult, cluster: str | None) -> ObjectChange:
         step = result.step
         return cls(
-            key=Key(*step.key),
+            key=step.key,
             cluster=cluster,
             action=step.action,
             reason=step.reason,
