@@ -76,7 +76,8 @@ def test_service_payload_like_stack_deploy() -> None:
         }
     ]
     # Like docker stack deploy: the short name is an alias on every network.
-    assert payload["TaskTemplate"]["Networks"] == [{"Target": "shop_backend", "Aliases": ["web", "api"]}]
+    # The service's own name last, where docker stack deploy puts it.
+    assert payload["TaskTemplate"]["Networks"] == [{"Target": "shop_backend", "Aliases": ["api", "web"]}]
     assert payload["Mode"] == {"Replicated": {"Replicas": 3}}
     assert payload["UpdateConfig"]["Order"] == "start-first"
     assert payload["UpdateConfig"]["FailureAction"] == "rollback"

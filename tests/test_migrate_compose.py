@@ -317,11 +317,12 @@ def test_secrets_and_configs_refer_to_the_same_files_and_never_hold_values(tmp_p
     )
     assert spec(result, "SwarmSecret/db-password") == {"file": "db-password.txt", "labels": {"owner": "dba"}}
     assert spec(result, "SwarmConfig/initdb") == {"file": "../stack/initdb.sql"}
-    assert any("outside the folder of the specs" in c for c in comments(result, "SwarmConfig/initdb"))
+    # A file outside the specs' folder: their common folder becomes the root of the spec tree.
+    assert result.tree_root == tmp_path
+    assert any(str(tmp_path) in n and ".swarmkeeper-root" in n for n in result.notes)
     assert spec(result, "SwarmSecret/from-env") == {"env": "API_TOKEN"}
-    # An external secret: a placeholder the user must fill, and a comment saying so.
-    assert spec(result, "SwarmSecret/api-key") == {"file": "api-key.txt"}
-    assert any("api-key.txt" in c and "before applying" in c for c in comments(result, "SwarmSecret/api-key"))
+    # An external secret is used as it is, like docker stack deploy does: no spec of its own.
+    assert "SwarmSecret/api-key" not in {f"{o.kind}/{o.name}" for o in result.objects}
     # db_password is not a DNS label: renamed, with the file name inside the container kept.
     assert spec(result, "SwarmService/db")["secrets"] == [
         {"source": "db-password", "target": "password", "uid": "999", "mode": "0400"}
@@ -372,10 +373,15 @@ def test_what_has_no_equivalent_becomes_a_comment() -> None:
             build: .
             container_name: web
             links: [db]
+            network_mode: host
+            privileged: true
+            devices: ["/dev/fuse"]
             extra_hosts: ["somehost:162.242.195.82"]
             depends_on:
               db: {condition: service_healthy}
             restart: on-failure:3
+          builder:
+            build: ./builder
           db:
             image: postgres:16
             restart: unless-stopped
@@ -386,8 +392,12 @@ def test_what_has_no_equivalent_becomes_a_comment() -> None:
     assert web["dependsOn"] == ["db"]
     assert web["restartPolicy"] == {"condition": "on-failure", "maxAttempts": 3}
     notes = "\n".join(comments(result, "SwarmService/web"))
-    for word in ("build:", "container_name:", "links:", "extra_hosts:", "service_healthy"):
+    for word in ("build:", "container_name:", "links:", "network_mode:", "privileged:", "devices:", "service_healthy"):
         assert word in notes
+    assert web["extraHosts"] == ["somehost:162.242.195.82"]  # swarm has it: translated
+    # A service that is only built is left out, with a note saying what to do.
+    assert "SwarmService/builder" not in {f"{o.kind}/{o.name}" for o in result.objects}
+    assert any("services.builder: build:" in n for n in result.notes)
     db = spec(result, "SwarmService/db")
     assert db["mode"] == "global" and db["endpointMode"] == "dnsrr" and db["restartPolicy"] == {"condition": "any"}
 
@@ -518,3 +528,35 @@ def test_import_command_prints_to_stdout_and_fails_cleanly(tmp_path: Path) -> No
     assert not (tmp_path / "out").exists()
     assert sk("import", "compose", tmp_path / "missing.yaml").code == 2
     assert sk("import", "compose", tmp_path / "compose.yaml", "-n", "Bad_NS").code == 2
+
+
+def test_several_files_are_merged_and_dotenv_is_read_with_a_note(tmp_path: Path) -> None:
+    (tmp_path / "base.yml").write_text(
+        'version: "3.8"\nservices:\n  web:\n    image: app:${TAG}\n    environment: {A: "1", B: "1"}\n'
+        "    deploy: {replicas: 1}\n"
+    )
+    (tmp_path / "prod.yml").write_text(
+        'version: "3.8"\nservices:\n  web:\n    environment: {B: "2"}\n    deploy: {replicas: 3}\n'
+    )
+    (tmp_path / ".env").write_text("TAG=1.4\n")
+    specs = tmp_path / "specs"
+    res = sk("import", "compose", tmp_path / "base.yml", tmp_path / "prod.yml", "-n", "shop", "-o", specs)
+    assert res.code == 0, res.output
+    assert f"variables read from {tmp_path / '.env'}" in res.stderr
+    web = next(m.resource for m in load_paths([specs]).manifests if isinstance(m.resource, SwarmService))
+    assert isinstance(web, SwarmService)
+    # As docker stack deploy -c base.yml -c prod.yml: the override wins key by key.
+    assert (web.spec.image, web.spec.replicas, dict(web.spec.env)) == ("app:1.4", 3, {"A": "1", "B": "2"})
+    # --env-file replaces the .env, as in docker compose.
+    res = sk("import", "compose", tmp_path / "base.yml", "--env-file", "/dev/null", "--force", "-o", specs)
+    assert res.code == 0, res.output
+    assert "variables read from" not in res.stderr and "TAG" in res.stderr  # unset: said in a note
+
+
+def test_an_override_with_an_error_names_its_own_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "base.yml").write_text('version: "3.8"\nservices:\n  web:\n    image: app:1\n')
+    (tmp_path / "prod.yml").write_text('version: "3.8"\nservices:\n  web:\n    deploy:\n      replicas: lots\n')
+    res = sk("import", "compose", tmp_path / "base.yml", tmp_path / "prod.yml", "-o", tmp_path / "specs")
+    assert res.code == 2
+    assert f"{tmp_path / 'prod.yml'}:5:" in res.stderr and "replicas" in res.stderr
+    assert not (tmp_path / "specs").exists()

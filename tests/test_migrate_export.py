@@ -194,19 +194,18 @@ def test_objects_of_a_stack_are_named_by_the_stack() -> None:
     notes = "\n".join(web.comments)
     assert "--adopt" in notes  # made outside swarmkeeper
     assert "shop_my_web is not a name a spec can produce" in notes
-    assert "ContainerSpec.TTY is not exported" in notes and "Isolation" not in notes
+    assert "Isolation" not in notes
+    assert web.document["spec"]["tty"] is True
 
 
-def test_a_secret_of_another_namespace_gets_a_copy_the_service_can_name() -> None:
+def test_a_secret_of_another_namespace_is_used_as_it_is() -> None:
     svc = model("SwarmService", "api", {"image": "x", "secrets": [{"source": "shared"}]})
     live = live_service(svc, References(secrets={"shared": "shared_token"}))
     exported = export_state(state([live], [], [value("shared_token", "secret", {})], []), "shop")
-    assert sorted(by_key(exported)) == ["SwarmSecret/shared-token", "SwarmService/api"]
-    copy = by_key(exported)["SwarmSecret/shared-token"]
-    assert copy.namespace == "shop" and copy.document["spec"] == {"file": "shared-token.txt"}
-    assert "A copy of shared_token" in copy.comments[0]
+    # As docker stack deploy's external: true: the service keeps using the very same secret.
+    assert sorted(by_key(exported)) == ["SwarmService/api"]
     assert by_key(exported)["SwarmService/api"].document["spec"]["secrets"] == [
-        {"source": "shared-token", "target": "shared"}
+        {"source": "shared_token", "external": True, "target": "shared"}
     ]
 
 
@@ -218,15 +217,20 @@ def test_spec_names(text: str, name: str) -> None:
 
 
 def test_fields_without_a_spec_field_are_named_whatever_their_value() -> None:
-    # Lists and mappings too (extra hosts, DNS settings): each is named in a comment, none stops the export.
+    # Lists and mappings too (groups, a privileges mapping): each is named in a comment, none stops the export.
     container = {
         "Image": "nginx",
-        "Hosts": ["10.0.0.1 db"],
+        "Hosts": ["10.0.0.1 db db.local"],
         "DNSConfig": {"Nameservers": ["10.0.0.2"]},
+        "Groups": ["wheel"],
+        "Privileges": {"NoNewPrivileges": True},
         "Isolation": "default",
     }
     svc = {"ID": "s1", "Spec": {"Name": "web", "Labels": {}, "TaskTemplate": {"ContainerSpec": container}}}
     web = by_key(export_state(state([svc], [], [], [])))["SwarmService/web"]
     notes = "\n".join(web.comments)
-    assert "ContainerSpec.Hosts is not exported" in notes and "ContainerSpec.DNSConfig is not exported" in notes
+    assert "ContainerSpec.Groups is not exported" in notes and "ContainerSpec.Privileges is not exported" in notes
     assert "Isolation" not in notes
+    # Extra hosts and DNS have spec fields: exported, an alias becoming a HOST:IP of its own.
+    assert web.document["spec"]["extraHosts"] == ["db:10.0.0.1", "db.local:10.0.0.1"]
+    assert web.document["spec"]["dns"] == {"nameservers": ["10.0.0.2"]}

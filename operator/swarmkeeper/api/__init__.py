@@ -16,6 +16,7 @@ from .network import IPAM, IPAMPool, SwarmNetwork, SwarmNetworkSpec
 from .service import (
     UNMANAGED_FIELDS,
     UNMANAGED_FIELDS_ANNOTATION,
+    DNSConfig,
     FileReference,
     Healthcheck,
     Mount,
@@ -54,6 +55,7 @@ __all__ = [
     "AnyResource",
     "Condition",
     "ConditionStatus",
+    "DNSConfig",
     "EngineEndpoint",
     "EngineTLS",
     "FileReference",

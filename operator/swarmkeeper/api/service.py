@@ -6,12 +6,13 @@ is what users already know; ``swarm/`` translates them to the API's ServiceSpec.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from .base import API_VERSION, ClusterRef, Model, Name, ObjectMeta, ObjectStatus, StrMap
+from .base import API_VERSION, NAME_PATTERN, ClusterRef, Model, Name, ObjectMeta, ObjectStatus, StrMap
 from .units import ByteSize, CPUs, Duration
 
 
@@ -60,7 +61,13 @@ class NetworkAttachment(Model):
 
 
 class FileReference(Model):
-    source: Name = Field(description="The SwarmSecret or SwarmConfig (same namespace).")
+    source: str = Field(
+        description="The SwarmSecret or SwarmConfig (same namespace); with external: true, the swarm name "
+        "of a secret or config made outside swarmkeeper.",
+        min_length=1,
+        max_length=128,
+    )
+    external: bool = Field(default=False, description="Use an existing secret or config not managed here.")
     target: str | None = Field(
         default=None,
         description="File name (secrets: under /run/secrets/) or absolute path; the source name when omitted.",
@@ -68,6 +75,12 @@ class FileReference(Model):
     uid: str = "0"
     gid: str = "0"
     mode: FileMode = Field(default=0o444, json_schema_extra={"default": "0444"})
+
+    @model_validator(mode="after")
+    def _source_name(self) -> FileReference:
+        if not self.external and (len(self.source) > 63 or not re.match(NAME_PATTERN, self.source)):
+            raise ValueError(f"source {self.source!r}: must name a spec (a-z, 0-9 and -), or set external: true")
+        return self
 
 
 class Port(Model):
@@ -96,9 +109,18 @@ class ResourceLimits(ResourceAmounts):
     pids: int | None = Field(default=None, ge=0)
 
 
+class GenericResource(Model):
+    kind: str = Field(min_length=1, description="A resource the nodes advertise, e.g. gpu.")
+    value: int = Field(ge=0, description="How many of them (a discrete resource).")
+
+
+class ResourceReservations(ResourceAmounts):
+    generic_resources: list[GenericResource] = Field(default_factory=list)
+
+
 class Resources(Model):
     limits: ResourceLimits | None = None
-    reservations: ResourceAmounts | None = None
+    reservations: ResourceReservations | None = None
 
 
 class RestartPolicy(Model):
@@ -150,7 +172,19 @@ class Mount(Model):
     target: str
     read_only: bool = False
     volume: VolumeOptions | None = None
+    bind_propagation: Literal["private", "rprivate", "shared", "rshared", "slave", "rslave"] | None = None
     tmpfs_size: ByteSize | None = None
+
+
+class DNSConfig(Model):
+    nameservers: list[str] = Field(default_factory=list)
+    search: list[str] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list)
+
+
+class Ulimit(Model):
+    soft: int = Field(ge=-1)
+    hard: int = Field(ge=-1)
 
 
 class LogDriver(Model):
@@ -198,6 +232,14 @@ class SwarmServiceSpec(ClusterRef):
     read_only: bool = False
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
+    dns: DNSConfig | None = None
+    extra_hosts: list[str] = Field(
+        default_factory=list, description='Extra /etc/hosts entries as "HOST:IP", as docker service create --host.'
+    )
+    sysctls: StrMap = Field(default_factory=dict)
+    ulimits: dict[str, Ulimit] = Field(default_factory=dict, description="By name, e.g. nofile: {soft, hard}.")
+    tty: bool = False
+    stdin_open: bool = False
     log_driver: LogDriver | None = None
     depends_on: list[Name] = Field(
         default_factory=list,

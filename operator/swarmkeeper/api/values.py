@@ -35,6 +35,10 @@ class ValueSpec(ClusterRef):
         default=None, description="Kubernetes only: a key of a Secret/ConfigMap in the CR's namespace."
     )
     labels: StrMap = Field(default_factory=dict)
+    template_driver: Literal["golang"] | None = Field(
+        default=None,
+        description='Render the value as a Go template in each task ({{ .Service.Name }}, {{ env "X" }}, ...).',
+    )
     keep_versions: int = Field(
         default=1, ge=0, le=100, description="Old versions kept after a rotation (removed once unused)."
     )

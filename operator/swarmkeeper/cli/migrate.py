@@ -18,6 +18,7 @@ import typer
 from .common import EXIT_FAILED, EXIT_INVALID, err, fail, out, print_load_errors, setup_logging
 
 if TYPE_CHECKING:
+    from ..sources.migrate.compose import ImportResult
     from ..sources.migrate.writing import SpecObject
 
 import_app = typer.Typer(
@@ -73,11 +74,19 @@ def _namespace_or_exit(namespace: str | None) -> None:
 
 @import_app.command("compose")
 def import_compose(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="The compose file (as for docker stack deploy -c).")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FILE...",
+            help="The compose file, and files that override it, merged as docker stack deploy -c A -c B merges them.",
+        ),
+    ],
     env_file: Annotated[
         list[Path] | None,
         typer.Option(
-            "--env-file", metavar="FILE", help="KEY=VALUE variables for ${VAR}; the environment wins, as in compose."
+            "--env-file",
+            metavar="FILE",
+            help="KEY=VALUE variables for ${VAR}, instead of the .env beside the first file; the environment wins.",
         ),
     ] = None,
     namespace: Annotated[
@@ -93,19 +102,54 @@ def import_compose(
     force: Force = False,
     verbose: Verbose = 0,
 ) -> None:
-    """Translate a compose file into specs: one object per file, comments where something has no equivalent."""
-    from ..loading.envfiles import parse_env_file
-    from ..loading.files import FileProblem, read_bounded
-    from ..sources.migrate.compose import MAX_COMPOSE_BYTES
+    """Translate compose files into specs: one object per file, comments where something has no equivalent."""
+    from ..loading.discovery import ROOT_MARKER
     from ..sources.migrate.compose import import_compose as translate
-    from ..sources.migrate.writing import KIND_PREFIX
+    from ..sources.migrate.writing import mark_tree_root
 
     setup_logging(verbose)
     _namespace_or_exit(namespace)
+    variables = _variables(files[0], env_file)
+    texts = [(_read_compose(f), f) for f in files]
+    (text, first), overrides = texts[0], texts[1:]
+    result = translate(
+        text, first, overrides=overrides, variables=variables, namespace=namespace, specs_dir=output or Path.cwd()
+    )
+    _report(result)
+    names = " ".join(str(f) for f in files)
+    _write(result.objects, [f"Imported from {names} by swarmkeeper import compose."], output, force)
+    if result.tree_root is not None:
+        if output is None:
+            marker = result.tree_root / ROOT_MARKER
+            err.print(f"note: create {marker} so the specs may read the files they name", markup=False)
+        else:
+            mark_tree_root(result.tree_root)
+
+
+def _variables(first: Path, env_files: list[Path] | None) -> dict[str, str]:
+    """What ${VAR} expands to: the environment over the env files, as docker compose reads them.
+
+    Without --env-file, the .env beside the first compose file, as docker compose reads it (docker
+    stack deploy ignores it, and users have asked it to read it since 2016: moby#29133).
+    """
+    from ..loading.envfiles import parse_env_file
+    from ..loading.files import FileProblem, read_bounded
+    from ..sources.migrate.compose import MAX_COMPOSE_BYTES
+
+    paths = env_files
+    if paths is None:
+        dotenv = first.parent / ".env"
+        paths = [dotenv] if dotenv.is_file() else []
+        if paths:
+            err.print(
+                f"note: variables read from {dotenv}, as docker compose reads it (docker stack deploy does not; "
+                "--env-file replaces it, --env-file /dev/null reads none)",
+                markup=False,
+            )
     variables: dict[str, str] = {}
-    for path in env_file or []:
+    for path in paths:
         try:
-            text = read_bounded(path, MAX_COMPOSE_BYTES).decode("utf-8")
+            text = read_bounded(path, MAX_COMPOSE_BYTES).decode("utf-8") if path != Path("/dev/null") else ""
         except (FileProblem, UnicodeDecodeError) as exc:
             fail(f"{path}: {exc}", EXIT_INVALID)
         parsed, malformed = parse_env_file(text)
@@ -113,14 +157,26 @@ def import_compose(
             fail(f"{path}:{malformed[0]}: not a KEY=VALUE line", EXIT_INVALID)
         variables.update(parsed)
     variables.update(os.environ)
+    return variables
+
+
+def _read_compose(file: Path) -> str:
+    from ..loading.files import FileProblem, read_bounded
+    from ..sources.migrate.compose import MAX_COMPOSE_BYTES
+
     try:
         raw = read_bounded(file, MAX_COMPOSE_BYTES)
-        text = raw.decode("utf-8").removeprefix("\ufeff")
+        return raw.decode("utf-8").removeprefix("\ufeff")
     except FileProblem as exc:
         fail(f"{file}: {exc}", EXIT_INVALID)
     except UnicodeDecodeError:
         fail(f"{file}: not valid UTF-8 text", EXIT_INVALID)
-    result = translate(text, file, variables=variables, namespace=namespace, specs_dir=output or Path.cwd())
+
+
+def _report(result: ImportResult) -> None:
+    """Errors (then exit 2, nothing written), or the notes: one per key not translated, and a summary."""
+    from ..sources.migrate.writing import KIND_PREFIX
+
     if not result.ok:
         for e in result.errors:
             err.print(f"error: {e}", markup=False)
@@ -129,11 +185,18 @@ def import_compose(
         raise typer.Exit(EXIT_INVALID)
     for note in result.notes:
         err.print(f"note: {note}", markup=False)
+    dropped = 0
     for obj in result.objects:
         for comment in obj.comments:
             err.print(f"note: {KIND_PREFIX[obj.kind]} {obj.name}: {comment}", markup=False)
-    header = [f"Imported from {file} by swarmkeeper import compose."]
-    _write(result.objects, header, output, force)
+            dropped += "not translated" in comment
+    if dropped:
+        where = sum(1 for o in result.objects if any("not translated" in c for c in o.comments))
+        err.print(
+            f"note: {dropped} key{'s' if dropped != 1 else ''} not translated in {where} object"
+            f"{'s' if where != 1 else ''}; each is a comment in its spec file",
+            markup=False,
+        )
 
 
 def export(

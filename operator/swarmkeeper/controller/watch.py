@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..engine.run import PassOutcome
 from ..loading import LoadResult, Manifest
+from ..loading.discovery import tree_root
 from ..sources.folder import FolderSource, StatusMode
 from .file_events import FileEvents
 from .loop import Controller, LoopOptions, Trigger
@@ -39,10 +40,18 @@ class FolderLoopSource:
         self.folder.publish(manifests, outcome.statuses, outcome.spec_errors)
 
     def triggers(self, wakeup: Wakeup) -> list[Trigger]:
-        return [FileEvents(self.paths, wakeup, self.folder.is_own_write)]
+        # The whole spec tree: a value file beside the compose file (above specs/) changes specs too.
+        watched = list(dict.fromkeys(_watched(p) for p in self.paths))
+        return [FileEvents(watched, wakeup, self.folder.is_own_write)]
 
     def revision(self) -> str | None:
         return None
+
+
+def _watched(path: Path) -> Path:
+    folder = path if path.is_dir() else path.parent
+    root = tree_root(folder)
+    return path if root == folder else root
 
 
 def run_watch(options: WatchOptions) -> int:

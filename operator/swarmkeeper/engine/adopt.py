@@ -103,16 +103,22 @@ def relabelled_service(live: Mapping[str, Any], labels: Mapping[str, str]) -> Pa
 
 
 def value_takeover(
-    kind: str, name: str, namespace: str | None, user_labels: Mapping[str, str], value: bytes | None, source: str
+    kind: str,
+    name: str,
+    namespace: str | None,
+    user_labels: Mapping[str, str],
+    value: bytes | None,
+    source: str,
+    template_driver: str | None = None,
 ) -> Payload:
     """Label update that makes a foreign secret/config version 0 of the spec. It carries the spec's
     value, for swarm to check; without one (values not read) the object gets no fingerprint, and
     the next pass that has the value makes a new version from it."""
-    from ..swarm.build import spec_hash
+    from ..swarm.build import value_hash
 
     labels = {**user_labels, **L.ownership(kind, name, namespace, source)}
     labels[L.VERSION] = "0"
-    labels[L.SPEC_HASH] = spec_hash(dict(user_labels))
+    labels[L.SPEC_HASH] = value_hash(user_labels, template_driver)
     payload: Payload = {"Name": L.swarm_name(name, namespace), "Labels": labels}
     if value is not None:
         payload["Data"] = base64.b64encode(value).decode("ascii")

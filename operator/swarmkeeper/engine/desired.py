@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..api import Key, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
+from ..api import FileReference, Key, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
 from ..loading import Manifest
 from ..swarm import labels as L
 from ..swarm.build import (
@@ -20,6 +20,7 @@ from ..swarm.build import (
     build_service_spec,
     build_value_spec,
     spec_hash,
+    value_hash,
 )
 from ..swarm.observe import SwarmState, value_version
 from .adopt import foreign_service, foreign_value
@@ -77,7 +78,7 @@ def _value(m: Manifest, state: SwarmState, source: str, revision: str | None, ad
     if adopt and latest is None and foreign_value(state, kind, base) is not None:
         # Taken over as version 0 (see adopt.py); services keep referring to it by its name.
         return DesiredValue(m, kind, base, 0, None, res.spec.keep_versions)
-    labels_hash = spec_hash(dict(res.spec.labels))
+    labels_hash = value_hash(res.spec.labels, res.spec.template_driver)
     if latest is not None:
         stored = latest["Spec"].get("Labels") or {}
         same_labels = stored.get(L.SPEC_HASH) == labels_hash
@@ -91,7 +92,14 @@ def _value(m: Manifest, state: SwarmState, source: str, revision: str | None, ad
     if m.value is not None:
         raw = m.value.get_secret_value()
         payload = build_value_spec(
-            res.kind, res.metadata.name, res.metadata.namespace, version, raw, res.spec.labels, source=source
+            res.kind,
+            res.metadata.name,
+            res.metadata.namespace,
+            version,
+            raw,
+            res.spec.labels,
+            source=source,
+            template_driver=res.spec.template_driver,
         )
         if revision:
             payload["Labels"][L.REVISION] = revision
@@ -122,6 +130,11 @@ def keep_live_values(payload: Payload, live: Payload, fields: Sequence[str]) -> 
             dst[leaf] = src[leaf]
         else:
             dst.pop(leaf, None)
+
+
+def _value_name(desired: Desired, kind: str, namespace: str | None, ref: FileReference) -> str:
+    """The swarm name a service's secret or config reference resolves to."""
+    return ref.source if ref.external else desired.values[Key(kind, namespace, ref.source)].swarm_name
 
 
 def resolve_desired(
@@ -160,8 +173,8 @@ def resolve_desired(
         spec = res.spec
         refs = References(
             networks={n.name: n.name if n.external else L.swarm_name(n.name, ns) for n in spec.networks},
-            secrets={s.source: desired.values[Key("SwarmSecret", ns, s.source)].swarm_name for s in spec.secrets},
-            configs={c.source: desired.values[Key("SwarmConfig", ns, c.source)].swarm_name for c in spec.configs},
+            secrets={s.source: _value_name(desired, "SwarmSecret", ns, s) for s in spec.secrets},
+            configs={c.source: _value_name(desired, "SwarmConfig", ns, c) for c in spec.configs},
         )
         payload = build_service_spec(res, refs, file_env=m.file_env, source=source)
         digest = spec_hash(payload)
@@ -179,7 +192,7 @@ def resolve_desired(
             with_registry_auth=spec.with_registry_auth,
             depends_on=[Key("SwarmService", ns, d) for d in spec.depends_on],
             networks=[Key("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external],
-            values=[Key("SwarmSecret", ns, s.source) for s in spec.secrets]
-            + [Key("SwarmConfig", ns, c.source) for c in spec.configs],
+            values=[Key("SwarmSecret", ns, s.source) for s in spec.secrets if not s.external]
+            + [Key("SwarmConfig", ns, c.source) for c in spec.configs if not c.external],
         )
     return desired

@@ -286,7 +286,13 @@ class _Builder:
         assert isinstance(res, SwarmSecret | SwarmConfig)
         value = want.manifest.value.get_secret_value() if want.manifest.value is not None else None
         payload = A.value_takeover(
-            res.kind, res.metadata.name, res.metadata.namespace, res.spec.labels, value, self.source
+            res.kind,
+            res.metadata.name,
+            res.metadata.namespace,
+            res.spec.labels,
+            value,
+            self.source,
+            res.spec.template_driver,
         )
         self.add("update", key, want.swarm_name, "adopt", payload=payload, object_id=foreign["ID"])
 

@@ -4,6 +4,11 @@ Folders are working copies and Git checkouts, so hidden entries (``.git/``, ``.s
 temporary files editors leave beside the file being edited are never taken for specs. A symlink in
 a folder may not lead outside it: a repository must not be able to make swarmkeeper read, apply
 (as a secret, say) or write status into a file elsewhere on the machine.
+
+The files a spec names (secret and config values, env files) must lie inside the root of its spec
+tree: the folder given, or the nearest folder above it that holds the marker ``.swarmkeeper-root``.
+``import compose`` writes that marker where a stack keeps its files beside the compose file and
+the specs in a folder of their own, so they can name ``../db_pw.txt`` without copying it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from .errors import SpecError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+ROOT_MARKER = ".swarmkeeper-root"
 # Backups (web.yaml~), vim swap files, temporaries; vim probes a folder by writing a file named 4913.
 _EDITOR_SUFFIXES = ("~", ".swp", ".swx", ".tmp")
 _EDITOR_NAMES = frozenset({"4913"})
@@ -29,8 +35,9 @@ def is_ignored(name: str) -> bool:
 def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[SpecError]]:
     """``(file, root)`` for every spec file, in a stable order, each file once.
 
-    A file named explicitly is loaded whatever its name, with its folder as the root; a folder is
-    searched recursively for ``*.yaml``/``*.yml`` in sorted order and is the root of what it holds.
+    A file named explicitly is loaded whatever its name; a folder is searched recursively for
+    ``*.yaml``/``*.yml`` in sorted order. ``root`` is the root of the spec tree (``tree_root``) of
+    the file's folder or of the folder named.
     """
     found: list[tuple[Path, Path]] = []
     errors: list[SpecError] = []
@@ -43,25 +50,36 @@ def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], lis
             errors.append(SpecError(problem, file=path))
             continue
         if stat.S_ISDIR(kind):
-            candidates = [(file, path) for file in _walk(path, errors)]
+            folder, candidates = path, _walk(path, errors)
         elif stat.S_ISREG(kind):
-            candidates = [(path, path.parent)]
+            folder, candidates = path.parent, [path]
         else:
             errors.append(SpecError("is not a file or folder", file=path))
             continue
-        for file, root in candidates:
+        root = tree_root(folder)
+        for file in candidates:
             try:
                 real = file.resolve()
             except (OSError, RuntimeError):  # RuntimeError: a symlink loop
                 errors.append(SpecError("cannot be resolved (a symlink loop?)", file=file))
                 continue
-            if not real.is_relative_to(root.resolve()):
+            if not real.is_relative_to(folder.resolve()):
                 errors.append(SpecError("is a symlink to a file outside the specs folder", file=file))
                 continue
             if real not in seen:  # a folder and a file inside it may both be named
                 seen.add(real)
                 found.append((file, root))
     return found, errors
+
+
+def tree_root(folder: Path) -> Path:
+    """The root of the spec tree ``folder`` belongs to: the nearest folder at or above it holding
+    the marker, else ``folder`` itself."""
+    absolute = Path(os.path.abspath(folder))
+    for candidate in (absolute, *absolute.parents):
+        if os.path.isfile(candidate / ROOT_MARKER):
+            return folder if candidate == absolute else candidate
+    return folder
 
 
 def _walk(folder: Path, errors: list[SpecError]) -> list[Path]:

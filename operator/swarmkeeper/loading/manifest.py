@@ -23,7 +23,7 @@ class Origin:
 
     file: Path  # as given or found; relative when the user gave a relative path
     line: int  # 1-based line of the document's first key
-    root: Path  # the specs root the file was found under: the folder argument, or the file's parent
+    root: Path  # the root of its spec tree: files it names must lie under it (discovery.tree_root)
     document: int  # 0-based index of the YAML document in the file
 
 

@@ -69,8 +69,15 @@ def _dangling(m: Manifest, service: SwarmService, names: Names) -> list[SpecErro
             for i, n in enumerate(spec.networks)
             if not n.external  # made outside swarmkeeper: the engine checks it exists
         ),
-        *((("spec", "secrets", i, "source"), "SwarmSecret", s.source) for i, s in enumerate(spec.secrets)),
-        *((("spec", "configs", i, "source"), "SwarmConfig", c.source) for i, c in enumerate(spec.configs)),
+        *(
+            (("spec", section, i, "source"), kind, r.source)
+            for section, kind, refs in (
+                ("secrets", "SwarmSecret", spec.secrets),
+                ("configs", "SwarmConfig", spec.configs),
+            )
+            for i, r in enumerate(refs)
+            if not r.external
+        ),
         *((("spec", "dependsOn", i), "SwarmService", d) for i, d in enumerate(spec.depends_on)),
     ]
     errors: list[SpecError] = []

@@ -44,10 +44,10 @@ class FolderSource:
     def is_own_write(self, path: Path) -> bool:
         return any(w.is_own_write(path) for w in self.writers.values())
 
-    def _writer(self, root: Path | None) -> StatusWriter:
-        if root is not None and root.resolve() in self.writers:
-            return self.writers[root.resolve()]
-        return next(iter(self.writers.values()))
+    def _writer(self, file: Path) -> StatusWriter:
+        """The writer of the folder given that holds ``file``."""
+        real = file.resolve()
+        return next((w for r, w in self.writers.items() if real.is_relative_to(r)), next(iter(self.writers.values())))
 
     def publish(
         self,
@@ -68,7 +68,7 @@ class FolderSource:
             status = statuses.get(m.key)
             if status is None or m.origin is None:
                 continue
-            writer = self._writer(m.origin.root)
+            writer = self._writer(m.origin.file)
             old = writer.read(m.origin.file, m.origin.document, m.kind, m.name, m.namespace)
             merged = merge_status(old, status)
             add(writer, StatusEntry(m.origin.file, m.origin.document, m.kind, m.name, m.namespace, merged))
@@ -95,8 +95,7 @@ class FolderSource:
             _, kind, name, namespace = located
             if not kind or not name:
                 continue
-            root = next((r for r in self.writers if file.resolve().is_relative_to(r)), None)
-            writer = self._writer(root)
+            writer = self._writer(file)
             old = writer.read(file, document, kind, name, namespace) or {}
             message = "; ".join(str(e) for e in errs[:5]) + (f" (+{len(errs) - 5} more)" if len(errs) > 5 else "")
             invalid = condition(READY, "False", INVALID_SPEC, f"the last valid spec stays applied: {message}")

@@ -25,7 +25,7 @@ from pydantic import SecretBytes
 
 from ..api import SwarmConfig, SwarmSecret, SwarmService
 from ..loading import LoadResult, Manifest, SpecError, check_references, load_text
-from ..loading.discovery import SPEC_SUFFIXES, is_ignored
+from ..loading.discovery import ROOT_MARKER, SPEC_SUFFIXES, is_ignored
 from ..loading.envfiles import MAX_ENV_FILE_BYTES, parse_env_file
 from ..loading.files import MiB, format_size
 from ..loading.values import MAX_VALUE_BYTES, resolve_value
@@ -101,6 +101,15 @@ class CommitTree:
             raise TreeProblem(f"is larger than {format_size(limit)}")
         return blob.as_raw_string()
 
+    def spec_root(self, folder: str) -> str:
+        """The root of the spec tree ``folder`` belongs to, as ``discovery.tree_root`` finds it on
+        disk, but never above the repository's top."""
+        parts = [p for p in folder.split("/") if p and p != "."]
+        for n in range(len(parts), -1, -1):
+            if self.kind(posixpath.join(*parts[:n], ROOT_MARKER)) == "file":
+                return "/".join(parts[:n])
+        return folder
+
     def spec_files(self, folder: str) -> list[str]:
         """Every ``*.yaml``/``*.yml`` under ``folder``, sorted, hidden entries skipped."""
         from dulwich.objects import Tree
@@ -146,9 +155,9 @@ def load_specs(
     errors: list[SpecError] = []
     manifests: list[Manifest] = []
     if kind == "dir":
-        files, root = tree.spec_files(path), path
+        files, root = tree.spec_files(path), tree.spec_root(path)
     elif kind == "file":
-        files, root = [path], posixpath.dirname(path)
+        files, root = [path], tree.spec_root(posixpath.dirname(path))
     else:
         problem = "no such file or folder" if kind == "missing" else f"is a {kind}, not a folder of specs"
         return LoadResult([], [SpecError(problem, file=Path(f"{short}:{where}"))])

@@ -270,8 +270,8 @@ def _references(m: Manifest) -> list[Key]:
     if isinstance(res, SwarmService):
         spec = res.spec
         keys += [Key("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external]
-        keys += [Key("SwarmSecret", ns, s.source) for s in spec.secrets]
-        keys += [Key("SwarmConfig", ns, c.source) for c in spec.configs]
+        keys += [Key("SwarmSecret", ns, s.source) for s in spec.secrets if not s.external]
+        keys += [Key("SwarmConfig", ns, c.source) for c in spec.configs if not c.external]
         keys += [Key("SwarmService", ns, d) for d in spec.depends_on]
     return keys
 

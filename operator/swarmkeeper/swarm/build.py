@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import (
+    DNSConfig,
     FileReference,
     Healthcheck,
     Mount,
@@ -29,6 +30,8 @@ from ..api import (
 )
 from ..api.units import cpus_to_nano, duration_to_ns, size_to_bytes
 from . import labels as L
+from .errors import EngineError
+from .images import normalize_image
 
 Payload = dict[str, Any]
 
@@ -88,6 +91,13 @@ def build_network_spec(net: SwarmNetwork, *, source: str = L.DEFAULT_SOURCE) -> 
     return payload
 
 
+def value_hash(user_labels: Mapping[str, str], template_driver: str | None = None) -> str:
+    """What, besides the value, makes a version of a secret or config (its labels, its templating)."""
+    if template_driver is None:  # the hash of the labels alone, as versions made before templating have
+        return spec_hash(dict(user_labels))
+    return spec_hash({"labels": dict(user_labels), "templating": template_driver})
+
+
 def build_value_spec(
     kind: str,
     name: str,
@@ -98,6 +108,7 @@ def build_value_spec(
     fingerprint: str | None = None,
     *,
     source: str = L.DEFAULT_SOURCE,
+    template_driver: str | None = None,
 ) -> Payload:
     """Body of ``POST /secrets/create`` or ``/configs/create`` for one version of a value.
 
@@ -106,14 +117,17 @@ def build_value_spec(
     """
     labels = {**user_labels, **L.ownership(kind, name, namespace, source)}
     labels[L.VERSION] = str(version)
-    labels[L.SPEC_HASH] = spec_hash(dict(user_labels))
+    labels[L.SPEC_HASH] = value_hash(user_labels, template_driver)
     if fingerprint is not None:
         labels[L.FINGERPRINT] = fingerprint
-    return {
+    payload: Payload = {
         "Name": L.versioned_name(L.swarm_name(name, namespace), version),
         "Labels": labels,
         "Data": base64.b64encode(value).decode("ascii"),
     }
+    if template_driver is not None:
+        payload["Templating"] = {"Name": template_driver}
+    return payload
 
 
 def _file_refs(refs: list[FileReference], names: Mapping[str, str], kind: str) -> list[Payload]:
@@ -142,10 +156,17 @@ def _healthcheck(hc: Healthcheck) -> Payload:
     )
 
 
+def _dns(d: DNSConfig) -> Payload:
+    fields = {"Nameservers": d.nameservers, "Search": d.search, "Options": d.options}
+    return {k: list(v) for k, v in fields.items() if v}
+
+
 def _mount(m: Mount) -> Payload:
     out: Payload = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
     if m.source is not None:
         out["Source"] = m.source
+    if m.bind_propagation is not None:
+        out["BindOptions"] = {"Propagation": m.bind_propagation}
     if m.volume is not None:
         out["VolumeOptions"] = _drop_none(
             {
@@ -176,6 +197,11 @@ def _resources(r: Resources) -> Payload:
             {
                 "NanoCPUs": None if r.reservations.cpus is None else cpus_to_nano(r.reservations.cpus),
                 "MemoryBytes": None if r.reservations.memory is None else size_to_bytes(r.reservations.memory),
+                "GenericResources": [
+                    {"DiscreteResourceSpec": {"Kind": g.kind, "Value": g.value}}
+                    for g in r.reservations.generic_resources
+                ]
+                or None,
             }
         )
     return out
@@ -242,12 +268,13 @@ def build_service_spec(
     stack = {L.STACK_NAMESPACE: meta.namespace} if meta.namespace else {}
     container: Payload = _drop_none(
         {
-            "Image": spec.image,
+            "Image": normalize_image(spec.image),
             "Labels": {**spec.container_labels, **stack},
             "Command": spec.command,
             "Args": spec.args,
             "Hostname": spec.hostname,
-            "Env": [f"{k}={v}" for k, v in env.items()],
+            # Sorted, as docker stack deploy sends them (env files and env in one list).
+            "Env": sorted(f"{k}={v}" for k, v in env.items()),
             "Dir": spec.workdir,
             "User": spec.user,
             "Mounts": [_mount(m) for m in spec.mounts],
@@ -260,11 +287,20 @@ def build_service_spec(
             "Configs": _file_refs(spec.configs, refs.configs, "Config"),
             "CapabilityAdd": list(spec.cap_add) or None,
             "CapabilityDrop": list(spec.cap_drop) or None,
+            "DNSConfig": None if spec.dns is None else _dns(spec.dns),
+            # The docker CLI's convertExtraHosts: "HOST:IP" becomes the engine's "IP HOST".
+            "Hosts": [" ".join(reversed(h.split(":", 1))) for h in spec.extra_hosts] or None,
+            "Sysctls": dict(spec.sysctls) or None,
+            "Ulimits": [{"Name": k, "Soft": u.soft, "Hard": u.hard} for k, u in sorted(spec.ulimits.items())] or None,
+            "TTY": spec.tty or None,
+            "OpenStdin": spec.stdin_open or None,
         }
     )
-    # Like docker stack deploy: every service answers to its short name on each of its networks.
+    container["Privileges"] = {"CredentialSpec": None, "SELinuxContext": None}  # as docker stack deploy
+    # Like docker stack deploy: every service answers to its short name on each of its networks
+    # (the last alias, where the CLI puts it).
     networks = [
-        {"Target": refs.networks[n.name], "Aliases": [meta.name, *(a for a in n.aliases if a != meta.name)]}
+        {"Target": refs.networks[n.name], "Aliases": [*(a for a in n.aliases if a != meta.name), meta.name]}
         if meta.namespace
         else {"Target": refs.networks[n.name], "Aliases": list(n.aliases)}
         for n in spec.networks
@@ -272,9 +308,11 @@ def build_service_spec(
     task: Payload = _drop_none(
         {
             "ContainerSpec": container,
-            "Resources": None if spec.resources is None else _resources(spec.resources),
+            # Empty rather than absent, as docker stack deploy sends them: the engine stores the
+            # task template as sent, and a task template that differs restarts tasks on adoption.
+            "Resources": {} if spec.resources is None else _resources(spec.resources),
             "RestartPolicy": None if spec.restart_policy is None else _restart(spec.restart_policy),
-            "Placement": None if spec.placement is None else _placement(spec.placement),
+            "Placement": {} if spec.placement is None else _placement(spec.placement),
             "Networks": networks,
             "LogDriver": None
             if spec.log_driver is None
@@ -305,9 +343,12 @@ def build_service_spec(
         },
     }
     if not spec.mode.endswith("job"):
-        # Jobs have no rolling updates: the engine rejects these fields for them.
-        payload["UpdateConfig"] = _update(spec.update_config or UpdateConfig())
-        payload["RollbackConfig"] = _update(spec.rollback_config or RollbackConfig())
+        # Jobs have no rolling updates: the engine rejects these fields for them. Left out when
+        # the spec has none, as docker stack deploy leaves them out: the engine's defaults apply.
+        if spec.update_config is not None:
+            payload["UpdateConfig"] = _update(spec.update_config)
+        if spec.rollback_config is not None:
+            payload["RollbackConfig"] = _update(spec.rollback_config)
     return payload
 
 
@@ -320,6 +361,12 @@ def bind_ids(payload: Payload, secret_ids: Mapping[str, str], config_ids: Mappin
     for kind, ids in (("Secret", secret_ids), ("Config", config_ids)):
         if kind + "s" in container:
             bound["TaskTemplate"]["ContainerSpec"][kind + "s"] = [
-                {**ref, f"{kind}ID": ids[ref[f"{kind}Name"]]} for ref in container[kind + "s"]
+                {**ref, f"{kind}ID": _id_of(ids, kind, ref[f"{kind}Name"])} for ref in container[kind + "s"]
             ]
     return bound
+
+
+def _id_of(ids: Mapping[str, str], kind: str, name: str) -> str:
+    if name not in ids:  # an external one that does not exist: what the engine would answer
+        raise EngineError(f"{kind.lower()} not found: {name}", status=404)
+    return ids[name]

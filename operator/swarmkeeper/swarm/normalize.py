@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import labels as L
+from .images import normalize_image
 
 Path = tuple[str, ...]
 
@@ -101,6 +102,9 @@ def normalize_service(spec: Mapping[str, Any], network_names: Mapping[str, str] 
     # it, env files put theirs first: order is not a difference.
     if container.get("Env"):
         container["Env"] = sorted(container["Env"])
+    # "redis" and "redis:latest" are one image (a service made before references were normalised).
+    if isinstance(container.get("Image"), str):
+        container["Image"] = normalize_image(container["Image"])
     for kind in ("Secret", "Config"):
         if container.get(kind + "s"):
             container[kind + "s"] = [

@@ -206,13 +206,10 @@ class _Exporter:
                 latest[key] = (ident, obj)
         return [self.value(kind, ident, obj) for ident, obj in latest.values()]
 
-    def value(self, kind: str, ident: _Id, obj: Obj, *, copy_of: str | None = None) -> Exported:
+    def value(self, kind: str, ident: _Id, obj: Obj) -> Exported:
         spec_kind = "Swarm" + kind
         labels = obj["Spec"].get("Labels") or {}
-        if copy_of is None:
-            comments = self._origin(obj["Spec"]["Name"], labels, ident)
-        else:
-            comments = [f"A copy of {copy_of}, for the services of this namespace that use it."]
+        comments = self._origin(obj["Spec"]["Name"], labels, ident)
         spec: dict[str, Any] = {}
         data = obj["Spec"].get("Data")
         if kind == "Config" and data is not None:
@@ -233,19 +230,9 @@ class _Exporter:
             )
         if _user_labels(labels):
             spec["labels"] = _user_labels(labels)
+        if (obj["Spec"].get("Templating") or {}).get("Name"):
+            spec["templateDriver"] = obj["Spec"]["Templating"]["Name"]
         return Exported(spec_kind, ident.name, ident.namespace, _document(spec_kind, ident, spec), comments)
-
-    def copy(self, kind: str, namespace: str | None, name: str, ref: Obj) -> None:
-        """A secret/config of another namespace (or of none) used by a service: specs refer only
-        within their namespace, so the service's namespace gets a spec of its own for it."""
-        if ("Swarm" + kind, namespace, name) in self.exported:
-            return
-        objs = self.state.secrets if kind == "Secret" else self.state.configs
-        original = next((o for o in objs if o["ID"] == ref.get(kind + "ID")), None)
-        swarm_name = ref.get(kind + "Name", name)
-        obj = original or {"ID": "", "Spec": {"Name": swarm_name, "Labels": {}}}
-        copy = self.value(kind, _Id(namespace, name), obj, copy_of=swarm_name)
-        self.exported[(copy.kind, namespace, name)] = copy
 
     # -- services ------------------------------------------------------------------------------------
     def service(self, svc: Obj) -> Exported:
@@ -305,6 +292,12 @@ _CONTAINER_FIELDS = frozenset(
         "Configs",
         "CapabilityAdd",
         "CapabilityDrop",
+        "DNSConfig",
+        "Hosts",
+        "Sysctls",
+        "Ulimits",
+        "TTY",
+        "OpenStdin",
     }
 )
 _TASK_FIELDS = frozenset(
@@ -421,6 +414,26 @@ class _ServiceUnbuilder:
         for key, name in (("CapabilityAdd", "capAdd"), ("CapabilityDrop", "capDrop")):
             if c.get(key):
                 out[name] = list(c[key])
+        return {**out, **self.host_settings()}
+
+    def host_settings(self) -> dict[str, Any]:
+        """DNS, /etc/hosts, sysctls, ulimits and the terminal."""
+        c = self.container
+        out: dict[str, Any] = {}
+        dns = c.get("DNSConfig") or {}
+        fields = (("Nameservers", "nameservers"), ("Search", "search"), ("Options", "options"))
+        if any(dns.get(k) for k, _ in fields):
+            out["dns"] = {name: list(dns[k]) for k, name in fields if dns.get(k)}
+        if c.get("Hosts"):
+            # The engine's "IP HOST [ALIAS...]" → the spec's "HOST:IP", once per name.
+            out["extraHosts"] = [f"{host}:{ip}" for ip, *hosts in (h.split() for h in c["Hosts"]) for host in hosts]
+        if c.get("Sysctls"):
+            out["sysctls"] = dict(c["Sysctls"])
+        if c.get("Ulimits"):
+            out["ulimits"] = {u["Name"]: {"soft": u["Soft"], "hard": u["Hard"]} for u in c["Ulimits"]}
+        for key, name in (("TTY", "tty"), ("OpenStdin", "stdinOpen")):
+            if c.get(key):
+                out[name] = True
         return out
 
     def log_driver(self) -> dict[str, Any]:
@@ -480,15 +493,13 @@ class _ServiceUnbuilder:
                 self.comments.append(f"a {kind.lower()} used other than as a file is not exported")
                 continue
             ident = self.exporter.values[kind].get(ref.get(kind + "ID", ""))
-            name = ident.name if ident else spec_name(ref.get(kind + "Name", ""))
-            if ident is None or ident.namespace != self.ident.namespace:
-                self.exporter.copy(kind, self.ident.namespace, name, ref)
-                self.comments.append(
-                    f"{kind.lower()} {ref.get(kind + 'Name')} is not in this namespace: the spec names a "
-                    f"Swarm{kind} {name} of its own"
-                )
+            own = ident is not None and ident.namespace == self.ident.namespace
+            # Of another stack, or of none: used as it is, as docker stack deploy uses an external one.
+            name = ident.name if own and ident is not None else ref.get(kind + "Name", "")
             file = ref["File"]
             entry: dict[str, Any] = {"source": name}
+            if not own:
+                entry["external"] = True
             if file.get("Name") and file["Name"] != name:
                 entry["target"] = file["Name"]
             for key in ("UID", "GID"):
@@ -536,8 +547,12 @@ class _ServiceUnbuilder:
                 amounts["memory"] = _size(src["MemoryBytes"])
             if key == "Limits" and src.get("Pids"):
                 amounts["pids"] = src["Pids"]
-            if src.get("GenericResources"):
-                self.comments.append(f"Resources.{key}.GenericResources is not exported: no field for it")
+            all_generic = src.get("GenericResources") or []
+            generic = [g["DiscreteResourceSpec"] for g in all_generic if "DiscreteResourceSpec" in g]
+            if key == "Reservations" and generic:
+                amounts["genericResources"] = [{"kind": g["Kind"], "value": g["Value"]} for g in generic]
+            if len(generic) != len(all_generic):
+                self.comments.append(f"Resources.{key}.GenericResources: named resources are not exported")
             if amounts:
                 out[section] = amounts
         return out
@@ -611,7 +626,9 @@ class _ServiceUnbuilder:
         tmpfs = m.get("TmpfsOptions") or {}
         if tmpfs.get("SizeBytes"):
             out["tmpfsSize"] = _size(tmpfs["SizeBytes"])
-        for key in ("BindOptions", "Consistency"):
+        if (m.get("BindOptions") or {}).get("Propagation"):
+            out["bindPropagation"] = m["BindOptions"]["Propagation"]
+        for key in ("Consistency",):
             if m.get(key) and m.get(key) != "default":
                 self.comments.append(f"mount {out['target']}: {key} is not exported: SwarmService has no field for it")
         return out

@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from ...loading import LoadResult, check_references, load_text
+from ...loading.discovery import ROOT_MARKER
 from ...loading.writes import write_atomic
 
 # The short word for each kind: the start of its file name, and how notes name an object.
@@ -110,3 +111,15 @@ def write(texts: Mapping[Path, str], *, force: bool) -> None:
         raise FilesExist(existing)
     for path, text in texts.items():
         write_atomic(path, text.encode("utf-8"))
+
+
+def mark_tree_root(folder: Path) -> Path:
+    """Write the marker that makes ``folder`` the root of a spec tree (``discovery.tree_root``)."""
+    marker = folder / ROOT_MARKER
+    if not marker.exists():
+        write_atomic(
+            marker,
+            b"# The root of a swarmkeeper spec tree: specs below this folder may read files\n"
+            b"# (secret and config values, env files) anywhere under it, and nowhere above it.\n",
+        )
+    return marker

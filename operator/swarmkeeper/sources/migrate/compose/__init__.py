@@ -15,13 +15,15 @@ specs refer to the files the compose file names. Errors name file, line and fiel
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ....api import RESOURCE_ADAPTER
+from ....loading import SpecError
+from ....loading.discovery import ROOT_MARKER
 from ....loading.fieldpath import FieldPath
 from ..export import spec_name
 from .fields import Invalid
@@ -36,21 +38,35 @@ def import_compose(
     text: str,
     file: Path,
     *,
+    overrides: Sequence[tuple[str, Path]] = (),
     variables: Mapping[str, str],
     namespace: str | None = None,
     specs_dir: Path | None = None,
 ) -> ImportResult:
-    """The specs for the compose file ``text`` (read from ``file``).
+    """The specs for the compose file ``text`` (read from ``file``), with ``overrides`` (text, file)
+    merged over it as ``docker stack deploy -c FILE -c OVERRIDE ...`` merges them.
 
     ``variables`` are what ``${VAR}`` expands to. File references (secret and config files,
     ``env_file``) are written relative to ``specs_dir``, where the specs will live (the compose
     file's folder when None); bind mount sources become absolute, as the docker CLI makes them.
+    Relative paths in every file are relative to the first file's folder, as for the docker CLI.
     """
-    data, positions, errors = read_compose(text, file)
+    parsed = []
+    errors: list[SpecError] = []
+    for t, f in [(text, file), *overrides]:
+        data, positions, problems = read_compose(t, f)
+        errors += problems
+        parsed.append((f, data, positions))
     if errors:
         return ImportResult([], [], errors)
+    if overrides:
+        from .merging import merge_compose
+
+        data, placed = merge_compose(parsed)
+    else:
+        data, placed = parsed[0][1], {path: (file, at) for path, at in parsed[0][2].items()}
     base = Path(os.path.abspath(file)).parent
-    translator = _Translator(file, positions, namespace, Path(os.path.abspath(specs_dir or base)), base, variables)
+    translator = _Translator(file, placed, namespace, Path(os.path.abspath(specs_dir or base)), base, variables)
     objects = translator.translate(data)
     notes = list(translator.notes)
     if translator.interpolate.unset:
@@ -62,7 +78,27 @@ def import_compose(
             f"the values of {names} are written into the specs, as docker stack deploy writes them into the "
             "services: review the files before committing them"
         )
-    return ImportResult(objects, notes, translator.errors)
+    specs = Path(os.path.abspath(specs_dir or base))
+    common = Path(os.path.commonpath([specs, *translator.referenced]))
+    root: Path | None = common
+    errors = translator.errors
+    if common == specs:
+        root = None  # every file named is inside the specs' own folder
+    elif common == Path(common.anchor):
+        root = None
+        notes.append(_NO_COMMON_ROOT)
+    else:
+        notes.append(
+            f"the specs name files outside their folder: {root} is marked as the root of their spec tree "
+            f"({ROOT_MARKER}), so swarmkeeper reads them there and nowhere above it"
+        )
+    return ImportResult(objects, notes, errors, root)
+
+
+_NO_COMMON_ROOT = (
+    "the specs name files outside their folder, with no folder in common but the file system's root: "
+    "swarmkeeper reads files only inside a spec tree, so write the specs into a folder beside the compose file"
+)
 
 
 class _Translator(Services):
@@ -197,41 +233,29 @@ class _Translator(Services):
             at: FieldPath = (section, key)
             comments: list[str] = []
             try:
+                if self.external_name(section, key) is not None:
+                    continue  # services name it with external: true; swarmkeeper leaves it alone
                 name = self.named(section, key, comments)
                 spec: dict[str, Any] = {}
-                real = self.external_name(section, key)
-                if real is not None:
-                    comments += [
-                        f"{section}.{key}: external: the value of {real} is not in the compose file and swarm does "
-                        "not give it back.",
-                        f"Put the value in {name}.txt beside this file (or use env: or stringData:) before applying.",
-                        f"docker stack deploy used the existing {real}; swarmkeeper creates and versions "
-                        f"{self.swarm_name(name)}-v1, -v2, ... from the value.",
-                    ]
-                    spec["file"] = f"{name}.txt"
-                elif cfg.get("file") is not None:
-                    relative = self.reference(self.text(cfg["file"], (*at, "file")))
-                    if self.outside(relative):
-                        comments.append(
-                            f"{section}.{key}.file: {relative} is outside the folder of the specs; swarmkeeper "
-                            "reads values only inside the folder it applies: move the file there"
-                        )
-                    spec["file"] = relative
+                if cfg.get("file") is not None:
+                    spec["file"] = self.reference(self.text(cfg["file"], (*at, "file")))
                 elif cfg.get("environment") is not None:
                     spec["env"] = self.text(cfg["environment"], (*at, "environment"))
                 elif section == "configs" and cfg.get("content") is not None:
                     spec["stringData"] = self.text(cfg["content"], (*at, "content"))
                 else:
                     raise self.error(at, "needs file:, environment: or external: true")
-                if cfg.get("name") and real is None:
+                if cfg.get("name"):
                     comments.append(
                         f"{section}.{key}.name: not translated: the object is named "
                         f"{self.swarm_name(name)}-v1, -v2, ... (swarmkeeper versions values)"
                     )
                 if cfg.get("labels"):
                     spec["labels"] = self.pairs(cfg["labels"], (*at, "labels"))
+                if cfg.get("template_driver") is not None:
+                    spec["templateDriver"] = self.text(cfg["template_driver"], (*at, "template_driver"))
                 for k in cfg:
-                    if k in ("driver", "driver_opts", "template_driver"):
+                    if k in ("driver", "driver_opts"):
                         comments.append(f"{section}.{key}.{k}: not translated: {kind} has no field for it")
             except Invalid:
                 continue

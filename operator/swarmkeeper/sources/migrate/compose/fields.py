@@ -19,7 +19,7 @@ from typing import Any
 from ....api import API_VERSION
 from ....api.units import duration_to_ns
 from ....loading import SpecError
-from ....loading.fieldpath import FieldPath, Position, format_path, locate
+from ....loading.fieldpath import FieldPath, Position, format_path
 from ....swarm import labels as L
 from ..export import spec_name
 from .interpolation import InterpolationError, Interpolator
@@ -38,14 +38,14 @@ class Fields:
     def __init__(
         self,
         file: Path,
-        positions: dict[FieldPath, Position],
+        positions: dict[FieldPath, tuple[Path, Position]],
         namespace: str | None,
         specs_dir: Path,
         compose_dir: Path,
         variables: Mapping[str, str],
     ) -> None:
-        self.file = file
-        self.positions = positions
+        self.file = file  # the first compose file; the others override it
+        self.positions = positions  # where each field was written: file, line and column
         self.namespace = namespace
         self.specs_dir = specs_dir
         self.compose_dir = compose_dir
@@ -56,10 +56,15 @@ class Fields:
         self.top: dict[str, dict[str, Any]] = {}
         self.used_networks: dict[str, str] = {}  # compose key → spec name, in order of first use
         self.service_names: dict[str, str] = {}
+        self.referenced: list[Path] = []  # the files the specs name (values, env files), absolute
 
     def error(self, path: FieldPath, message: str) -> Invalid:
-        line, column = locate(self.positions, path) or (None, None)
-        self.errors.append(SpecError(message, file=self.file, line=line, column=column, field=format_path(path)))
+        file, line, column = self.file, None, None
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.positions:
+                file, (line, column) = self.positions[path[:end]]
+                break
+        self.errors.append(SpecError(message, file=file, line=line, column=column, field=format_path(path)))
         return Invalid(message)
 
     @contextmanager
@@ -191,11 +196,9 @@ class Fields:
 
     def reference(self, name: str) -> str:
         """A path the compose file names, relative to where the specs are written."""
-        full = Path(name) if os.path.isabs(name) else self.compose_dir / name
-        return Path(os.path.relpath(os.path.normpath(full), self.specs_dir)).as_posix()
-
-    def outside(self, relative: str) -> bool:
-        return relative == ".." or relative.startswith("../")
+        full = os.path.normpath(name if os.path.isabs(name) else self.compose_dir / name)
+        self.referenced.append(Path(full))
+        return Path(os.path.relpath(full, self.specs_dir)).as_posix()
 
     def swarm_name(self, key: str) -> str:
         return L.swarm_name(key, self.namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ....loading import SpecError
@@ -23,6 +24,8 @@ class ImportResult:
     objects: list[ImportedObject]
     notes: list[str]  # for the user: untranslated features, unset variables, files to check
     errors: list[SpecError]
+    # Where the marker of the spec tree's root goes, so the specs may read the files they name.
+    tree_root: Path | None = None
 
     @property
     def ok(self) -> bool:

@@ -25,14 +25,6 @@ from .result import ImportedObject
 
 # Swarm can do these, but SwarmService has no field for them: docker stack deploy would set them.
 _NO_FIELD = {
-    "extra_hosts": "extra /etc/hosts entries",
-    "dns": "DNS servers",
-    "dns_search": "DNS search domains",
-    "dns_opt": "DNS options",
-    "tty": "a TTY",
-    "stdin_open": "an open stdin",
-    "sysctls": "sysctls",
-    "ulimits": "ulimits",
     "isolation": "an isolation technology",
     "credential_spec": "a credential spec",
     "oom_score_adj": "an OOM score adjustment",
@@ -110,6 +102,14 @@ _SERVICE_KEYS = frozenset(
         "logging",
         "depends_on",
         "restart",
+        "dns",
+        "dns_search",
+        "dns_opt",
+        "extra_hosts",
+        "sysctls",
+        "ulimits",
+        "tty",
+        "stdin_open",
     }
 )
 
@@ -141,8 +141,14 @@ class Services(Fields):
         name = self.named("services", key, comments)
         errors_before = len(self.errors)
         self.untranslated(svc, comments)
+        if "image" not in svc and "build" in svc:
+            self.notes.append(
+                f"services.{key}: build: without image: is not translated: swarm runs images, so build and push "
+                "it, then name it with image:"
+            )
+            raise Invalid(key)
         if "image" not in svc:
-            raise self.error(at, "image is required (swarm runs images; build: alone is not enough)")
+            raise self.error(at, "image is required (swarm runs images)")
         spec: dict[str, Any] = {"image": self.text(svc["image"], (*at, "image"))}
         # Each field on its own: an invalid one is recorded, and the others are still read.
         field = functools.partial(self.optional, svc, at, spec)
@@ -177,6 +183,8 @@ class Services(Fields):
             if svc.get("logging") is not None:
                 self.logging(svc["logging"], (*at, "logging"), spec, comments)
         field("depends_on", "dependsOn", lambda value, where: self.depends_on(value, where, comments))
+        with self.guard():
+            self.host_settings(svc, at, spec)
         if len(self.errors) > errors_before:
             raise Invalid(key)
         return ImportedObject("SwarmService", name, self.document("SwarmService", name, spec), comments)
@@ -214,13 +222,7 @@ class Services(Fields):
                 where = (*at, "env_file", i) if isinstance(files, list) else (*at, "env_file")
                 if isinstance(item, dict):  # the compose specification's {path, required}
                     item = item.get("path")
-                relative = self.reference(self.text(item, where))
-                if self.outside(relative):
-                    comments.append(
-                        f"env_file: {relative} is outside the folder of the specs; swarmkeeper reads env files "
-                        "only inside the folder it applies: move the file there"
-                    )
-                paths.append(relative)
+                paths.append(self.reference(self.text(item, where)))
             spec["envFile"] = paths
         if svc.get("environment") is None:
             return
@@ -238,6 +240,44 @@ class Services(Fields):
             env[k] = v
         # docker stack deploy sends them sorted as KEY=VALUE strings.
         spec["env"] = dict(sorted(env.items(), key=lambda kv: f"{kv[0]}={kv[1]}"))
+
+    def host_settings(self, svc: dict[str, Any], at: FieldPath, spec: dict[str, Any]) -> None:
+        """DNS, /etc/hosts, sysctls, ulimits and the terminal, as the docker CLI converts them."""
+        dns = {
+            sk_: self.strings(svc[ck], (*at, ck))
+            for ck, sk_ in (("dns", "nameservers"), ("dns_search", "search"), ("dns_opt", "options"))
+            if svc.get(ck)
+        }
+        if dns:
+            spec["dns"] = dns
+        if svc.get("extra_hosts"):
+            hosts = svc["extra_hosts"]
+            where = (*at, "extra_hosts")
+            # A mapping (HOST: IP) is read as the list form "HOST:IP", sorted, as the CLI's loader does.
+            pairs = self.pairs(hosts, where) if isinstance(hosts, dict) else None
+            spec["extraHosts"] = (
+                sorted(f"{k}:{v}" for k, v in pairs.items()) if pairs is not None else self.strings(hosts, where)
+            )
+        if svc.get("sysctls"):
+            spec["sysctls"] = self.pairs(svc["sysctls"], (*at, "sysctls"))
+        if svc.get("ulimits"):
+            spec["ulimits"] = self.ulimits(self.mapping(svc["ulimits"], (*at, "ulimits")), (*at, "ulimits"))
+        for ck, sk_ in (("tty", "tty"), ("stdin_open", "stdinOpen")):
+            if svc.get(ck) is not None and self.boolean(svc[ck], (*at, ck)):
+                spec[sk_] = True
+
+    def ulimits(self, value: dict[str, Any], at: FieldPath) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, limit in value.items():
+            if isinstance(limit, dict):
+                out[name] = {
+                    "soft": self.integer(limit.get("soft"), (*at, name, "soft"), minimum=-1),
+                    "hard": self.integer(limit.get("hard"), (*at, name, "hard"), minimum=-1),
+                }
+            else:  # one number: soft and hard alike
+                single = self.integer(limit, (*at, name), minimum=-1)
+                out[name] = {"soft": single, "hard": single}
+        return out
 
     def capabilities(self, svc: dict[str, Any], at: FieldPath, spec: dict[str, Any]) -> None:
         # The docker CLI's EffectiveCapAddCapDrop: CAP_ prefixed, upper case, ALL trumps the rest,
@@ -397,12 +437,32 @@ class Services(Fields):
                 amounts["memory"] = self.size(src["memory"], (*at, section, "memory"))
             if section == "limits" and src.get("pids") is not None:
                 amounts["pids"] = self.integer(src["pids"], (*at, section, "pids"))
+            if section == "reservations" and src.get("generic_resources"):
+                where = (*at, section, "generic_resources")
+                amounts["genericResources"] = self.generic_resources(src["generic_resources"], where, comments)
+            known = ("cpus", "memory", "pids" if section == "limits" else "generic_resources")
             for k in src:
-                if k not in ("cpus", "memory") and not (section == "limits" and k == "pids"):
+                if k not in known:
                     comments.append(f"deploy.resources.{section}.{k}: not translated: SwarmService has no field for it")
             out[section] = amounts
         if out:
             spec["resources"] = out
+
+    def generic_resources(self, value: Data, at: FieldPath, comments: list[str]) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
+            raise self.error(at, "must be a list")
+        out = []
+        for i, item in enumerate(value):
+            spec = self.mapping(self.mapping(item, (*at, i)).get("discrete_resource_spec"), (*at, i))
+            if not spec:
+                comments.append(
+                    f"deploy.resources.reservations.generic_resources[{i}]: only discrete resources are translated"
+                )
+                continue
+            where = (*at, i, "discrete_resource_spec")
+            kind = self.text(spec.get("kind"), (*where, "kind"))
+            out.append({"kind": kind, "value": self.integer(spec.get("value"), (*where, "value"))})
+        return out
 
     def update_config(self, u: dict[str, Any], at: FieldPath) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -491,9 +551,12 @@ class Services(Fields):
             source = self.text(ref.get("source"), (*where, "source"))
             if source not in self.top[section]:
                 raise self.error((*where, "source"), f"names no {section[:-1]} of this file: {source}")
-            name = spec_name(source)
+            external = self.external_name(section, source)
+            name = external or spec_name(source)
             target = self.text(ref["target"], (*where, "target")) if ref.get("target") else source
             out: dict[str, Any] = {"source": name}
+            if external is not None:  # used as it is, like docker stack deploy does
+                out["external"] = True
             if target != name:
                 out["target"] = target
             for k in ("uid", "gid"):
@@ -613,11 +676,14 @@ class Services(Fields):
         source = self.text(vol["source"], (*at, "source")) if vol.get("source") else None
         if vol.get("read_only") is not None and self.boolean(vol["read_only"], (*at, "read_only")):
             out["readOnly"] = True
-        for k in ("consistency", "bind", "image", "cluster"):
+        for k in ("consistency", "image", "cluster"):
             if vol.get(k):
                 comments.append(f"volumes: {target}: {k} is not translated: SwarmService has no field for it")
         if kind == "bind":
             out["source"] = self.bind_source(source, at)
+            bind = self.mapping(vol.get("bind"), (*at, "bind"))
+            if bind.get("propagation"):
+                out["bindPropagation"] = self.text(bind["propagation"], (*at, "bind", "propagation"))
         elif kind == "tmpfs":
             tmpfs = self.mapping(vol.get("tmpfs"), (*at, "tmpfs"))
             if tmpfs.get("size") is not None:

@@ -1,0 +1,499 @@
+"""The same compose file, two ways: ``docker stack deploy`` and ``swarmkeeper import`` + ``apply``.
+
+Each file of the corpus (tests/data/compose_corpus/) is deployed with the reference client,
+Debian's docker 20.10 (``/usr/bin/docker stack deploy --resolve-image never``), under one
+namespace, and imported and applied by swarmkeeper under another. Every field of every service,
+network, secret and config, as the engine stores it, is compared with IDs turned into names and
+the namespace mapped. A difference fails unless it is in ``INTENDED`` below. The same stacks are
+then adopted in place (no task restarts) and exported back (the export adopts, changing no field).
+
+The keys the corpus covers: everything docker stack deploy 20.10 converts (docker/cli
+cli/compose/convert, schema v3.0 to v3.9), file by file:
+
+- ports-volumes.yml: ports short (``published:target``, ranges, ``/udp``, an address, target
+  only) and long (target, published, protocol, mode); volumes short (bind ro, named nocopy,
+  anonymous) and long (bind with read_only and bind.propagation, volume with volume.nocopy,
+  tmpfs with tmpfs.size); top-level volumes with driver, driver_opts, labels and ``name:``.
+- deploy.yml: deploy.mode (replicated, global), replicas (0 too), labels (map and list),
+  resources (limits cpus/memory/pids, reservations cpus/memory/generic_resources),
+  restart_policy (condition, delay, max_attempts, window), update_config and rollback_config
+  (parallelism, delay, failure_action, monitor, max_failure_ratio, order), placement
+  (constraints, preferences, max_replicas_per_node), endpoint_mode (vip, dnsrr); the
+  service-level ``restart:`` the CLI falls back to.
+- container.yml: entrypoint and command as string and list, environment as map and list (with
+  a variable taken from the shell), env_file (several), labels at both levels (map and list),
+  healthcheck (test as string and list, interval, timeout, retries, start_period, disable), init,
+  cap_add/cap_drop (ALL, CAP_ prefix, lower case), sysctls (map and list), ulimits (single and
+  soft/hard), logging (driver, options), dns and dns_search (string and list), extra_hosts,
+  hostname with swarm templates ({{.Task.Slot}}, {{.Node.ID}}), stop_signal,
+  stop_grace_period, user, working_dir, read_only, tty, stdin_open.
+- variables.yml: ``${VAR}``, ``$VAR``, ``${VAR:-default}``, ``${VAR-default}``,
+  ``${VAR?error}``, ``$$``; ``x-`` extension fields at the top and in a service; YAML anchors
+  and ``<<`` merge keys; templates ({{.Service.Name}}, {{.Node.Hostname}}, {{.Task.Name}}); an
+  image without a tag (normalised to ``:latest`` as the CLI does).
+- networks.yml: service networks as list and mapping, aliases; top-level driver, attachable,
+  internal, driver_opts, labels (map and list), ipam (driver, config.subnet), external with
+  ``name:``; a network no service uses (not created, as the CLI does); the ``default`` network.
+- secrets-configs.yml: secrets and configs from files, external (with ``name:``), with a
+  ``name:`` of their own, labels (map and list), config template_driver, long syntax (source,
+  target, uid, gid, mode).
+- VERSIONS: one file per version "3.0" to "3.9", each using the keys its schema added; and the
+  unversioned compose specification (docker stack deploy 20.10 refuses a file without
+  ``version:``, so it is compared with the same file declaring "3.9").
+
+Not compared here because docker stack deploy 20.10 does not honour them (it refuses or drops
+them): deploy.mode replicated-job/global-job, dns_opt, healthcheck.start_interval, group_add,
+cgroup_parent and the other keys swarm cannot do (see test_migrate_compose.py for their unit
+tests and the comments import writes for them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from ruamel.yaml import YAML
+
+from cli_helpers import sk
+from helpers import cleanup_namespace, wait_for
+from swarmkeeper.sources.migrate.export import spec_name
+
+CORPUS = Path(__file__).parent / "data" / "compose_corpus"
+DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10: the reference implementation
+STACK_LABEL = "com.docker.stack.namespace"
+FILES = sorted(p.name for p in CORPUS.glob("*.yml"))
+
+# What swarmkeeper does differently on purpose; anything else that differs fails the test.
+INTENDED = (
+    # 1. Its own labels on every object it owns: ownership, spec hash, value version, fingerprint.
+    "labels io.swarmkeeper.*",
+    # 2. Secrets and configs are versioned, NS_name-v1, -v2 ..., so a new value rolls the services
+    #    over instead of failing (swarm cannot change a secret in place); references follow.
+    "secret and config names: NS_x-vN for NS_x",
+    # 3. A network or config with a `name:` of its own is named NS_<key> like the others: every
+    #    object swarmkeeper makes is namespaced (import says so in a comment on the spec).
+    "own names of networks and configs: NS_key for name",
+    # 4. Spec names are DNS labels, so a compose key such as db_password becomes db-password
+    #    (import says so in a comment on the spec).
+    "keys that are not DNS labels: NS_a-b for NS_a_b",
+)
+
+
+def renames(compose: Path, namespace: str) -> dict[str, str]:
+    """Differences 3 and 4, as the engine's names: the `name:` of a network or config that is not
+    external → NS_<key>; NS_<key> → NS_<spec name> where the key is not a DNS label."""
+    data = YAML(typ="safe").load(compose.read_text())
+    out: dict[str, str] = {}
+    for section in ("services", "networks", "secrets", "configs"):
+        for key, cfg in (data.get(section) or {}).items():
+            cfg = cfg if isinstance(cfg, dict) else {}
+            if cfg.get("external"):
+                continue
+            name = f"{namespace}_{spec_name(key)}"
+            if section in ("networks", "configs") and cfg.get("name"):
+                out[str(cfg["name"])] = name
+            elif spec_name(key) != key:
+                out[f"{namespace}_{key}"] = name
+    return out
+
+
+# -- the two deployments ---------------------------------------------------------------------------
+
+
+def stack_deploy(compose: Path, namespace: str, env: Mapping[str, str]) -> None:
+    assert Path(DOCKER_CLI).exists(), f"{DOCKER_CLI} is missing: the reference docker CLI is needed"
+    result = subprocess.run(
+        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", namespace],
+        cwd=compose.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**_base_env(), **env},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("CORPUS_")}
+
+
+def import_and_apply(compose: Path, specs: Path, namespace: str, env: Mapping[str, str]) -> str:
+    res = sk("import", "compose", compose, "-n", namespace, "-o", specs, env=dict(env))
+    assert res.code == 0, res.output
+    applied = sk("apply", specs, "--source", namespace, env=dict(env))
+    assert applied.code == 0, applied.output
+    return res.output
+
+
+# -- the engine's view, made comparable ------------------------------------------------------------
+
+
+def engine_view(api: docker.APIClient, namespace: str, renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every object of the namespace as the engine stores it: IDs named, the namespace as NS;
+    ``renamed`` names replaced (difference 3)."""
+    net_names = {n["Id"]: n["Name"] for n in api.networks()}
+    view: dict[str, Any] = {}
+    for svc in api.services(filters={"label": f"{STACK_LABEL}={namespace}"}):
+        spec = copy.deepcopy(svc["Spec"])
+        task = spec.get("TaskTemplate", {})
+        for attachment in task.get("Networks") or []:
+            attachment["Target"] = net_names.get(attachment["Target"], attachment["Target"])
+        for kind in ("Secret", "Config"):
+            for ref in task.get("ContainerSpec", {}).get(kind + "s") or []:
+                ref.pop(kind + "ID", None)
+        view[f"service {spec['Name']}"] = spec
+    for net in api.networks(filters={"label": f"{STACK_LABEL}={namespace}"}):
+        shape = network_shape(api.inspect_network(net["Id"]))
+        view[f"network {shape['Name']}"] = shape
+    for kind, listing in (("secret", api.secrets), ("config", api.configs)):
+        for obj in listing(filters={"label": f"{STACK_LABEL}={namespace}"}):
+            view[f"{kind} {obj['Spec']['Name']}"] = obj["Spec"]
+    return comparable(view, namespace, renamed or {})
+
+
+def network_shape(shape: dict[str, Any]) -> dict[str, Any]:
+    """A network as inspected, less what the engine allocates or tracks per run."""
+    for key in ("Id", "Created", "Containers", "Peers", "Services"):
+        shape.pop(key, None)
+    options = shape.get("Options") or {}
+    if "com.docker.network.driver.overlay.vxlanid_list" in options:  # allocated by the engine
+        options["com.docker.network.driver.overlay.vxlanid_list"] = "<allocated>"
+    for pool in (shape.get("IPAM") or {}).get("Config") or []:
+        for key in ("Subnet", "Gateway", "IPRange"):
+            if key in pool:  # allocated per network, or set from a per-run variable
+                pool[key] = "<address>"
+    return shape
+
+
+def comparable(view: dict[str, Any], namespace: str, renamed: Mapping[str, str]) -> dict[str, Any]:
+    text = json.dumps(view, sort_keys=True)
+    for own, name in renamed.items():
+        text = text.replace(f'"{own}"', f'"{name}"').replace(f" {own}", f" {name}")
+    text = text.replace(f'"{namespace}"', '"NS"').replace(f"{namespace}_", "NS_")
+    text = re.sub(r'(NS_[A-Za-z0-9_.-]+?)-v\d+"', r'\1"', text)  # intended difference 2
+    data = json.loads(text)
+    if renamed:  # the CLI sorts secrets and configs by name: a renamed one may sort elsewhere
+        for key, value in data.items():
+            container = value.get("TaskTemplate", {}).get("ContainerSpec", {}) if key.startswith("service") else {}
+            for kind in ("Secret", "Config"):
+                if container.get(kind + "s"):
+                    container[kind + "s"].sort(key=lambda ref, k=kind: ref[k + "Name"])
+    return {key: _without_own_labels(value) for key, value in data.items()}
+
+
+def _without_own_labels(value: Any) -> Any:
+    """Intended difference 1: swarmkeeper's own labels, wherever labels are."""
+    if isinstance(value, dict):
+        return {
+            k: _without_own_labels(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.startswith("io.swarmkeeper."))
+        }
+    if isinstance(value, list):
+        return [_without_own_labels(v) for v in value]
+    return value
+
+
+def differences(theirs: Any, ours: Any, path: str = "") -> list[str]:
+    """Every field that differs, as ``path: theirs != ours``."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        out: list[str] = []
+        for key in sorted(set(theirs) | set(ours)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in ours:
+                out.append(f"{sub}: {json.dumps(theirs[key])} != (absent)")
+            elif key not in theirs:
+                out.append(f"{sub}: (absent) != {json.dumps(ours[key])}")
+            else:
+                out += differences(theirs[key], ours[key], sub)
+        return out
+    if isinstance(theirs, list) and isinstance(ours, list) and len(theirs) == len(ours):
+        return [d for i, (a, b) in enumerate(zip(theirs, ours, strict=True)) for d in differences(a, b, f"{path}[{i}]")]
+    return [] if theirs == ours else [f"{path}: {json.dumps(theirs)} != {json.dumps(ours)}"]
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def corpus_env(docker_api: docker.APIClient, namespace: str) -> Iterator[dict[str, str]]:
+    """The variables the corpus reads, and the external objects it names, made for this test."""
+    external_net, external_secret = f"{namespace}x_shared", f"{namespace}x_outside"
+    docker_api.create_network(external_net, driver="overlay", attachable=True, scope="swarm")
+    docker_api.create_secret(external_secret, b"external-CANARY")
+    # `image: local/busybox` runs this, as the CLI normalises it
+    docker_api.tag("local/busybox:1", "local/busybox", "latest")
+    env = {
+        "CORPUS_GREETING": "hello world",
+        "CORPUS_EMPTY": "",
+        "CORPUS_REPLICAS": "2",
+        "CORPUS_SHARED_NETWORK": external_net,
+        "CORPUS_EXTERNAL_SECRET": external_secret,
+        "FROM_SHELL": "shell-value",
+    }
+    try:
+        yield env
+    finally:
+        for ns in (f"{namespace}d", namespace):
+            remove_stack(docker_api, ns)
+        with contextlib.suppress(docker.errors.APIError):
+            docker_api.remove_network(external_net)
+        with contextlib.suppress(docker.errors.APIError):
+            docker_api.remove_secret(external_secret)
+
+
+def remove_stack(api: docker.APIClient, namespace: str) -> None:
+    cleanup_namespace(api, namespace)
+    for vol in api.volumes(filters={"label": f"{STACK_LABEL}={namespace}"}).get("Volumes") or []:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_volume(vol["Name"], force=True)
+    for cfg in api.configs(filters={"label": f"{STACK_LABEL}={namespace}"}):
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_config(cfg["ID"])
+
+
+def stack_folder(tmp: Path, name: str) -> Path:
+    """A copy of the corpus file and the files beside it, as a user's stack folder."""
+    folder = tmp / "stack"
+    shutil.copytree(CORPUS / "files", folder / "files")
+    shutil.copy(CORPUS / name, folder / "docker-compose.yml")
+    return folder / "docker-compose.yml"
+
+
+# -- the tests -------------------------------------------------------------------------------------
+
+
+def deployed_both_ways(
+    api: docker.APIClient, compose: Path, specs: Path, namespace: str, env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's view of the file deployed by docker stack deploy, then by swarmkeeper.
+
+    One after the other, the first removed before the second: names that are not namespaced
+    (a volume or config ``name:``) and published ports can be held by one stack at a time.
+    """
+    theirs_ns, ours_ns = f"{namespace}d", namespace
+    stack_deploy(compose, theirs_ns, env)
+    theirs = engine_view(api, theirs_ns, renames(compose, theirs_ns))
+    remove_stack(api, theirs_ns)
+    import_and_apply(compose, specs, ours_ns, env)
+    return theirs, engine_view(api, ours_ns)
+
+
+def assert_same(theirs: dict[str, Any], ours: dict[str, Any]) -> None:
+    assert sorted(ours) == sorted(theirs)
+    found = [f"{key}: {d}" for key in sorted(theirs) for d in differences(theirs[key], ours[key])]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_import_and_apply_build_what_docker_stack_deploy_builds(
+    docker_api: docker.APIClient,
+    local_image: str,
+    namespace: str,
+    corpus_env: dict[str, str],
+    tmp_path: Path,
+    name: str,
+) -> None:
+    compose = stack_folder(tmp_path, name)
+    # Specs written outside the stack folder: the files beside the compose file must still be read.
+    theirs, ours = deployed_both_ways(docker_api, compose, tmp_path / "specs", namespace, corpus_env)
+    assert_same(theirs, ours)
+
+
+def version_file(version: str | None) -> str:
+    """A stack file of ``version`` using the keys its schema added (docker/cli
+    cli/compose/schema/data); None: the unversioned compose specification, with every key."""
+
+    def at_least(v: str) -> bool:
+        return version is None or float(version) >= float(v)
+
+    svc = ["    image: local/busybox:1", '    command: ["sleep", "1d"]', "    stop_grace_period: 2s"]
+    deploy = ["      replicas: 1", "      resources: {limits: {memory: 32M}}"]
+    update = ["parallelism: 1", "delay: 1s"]
+    top: list[str] = []
+    healthcheck = ['test: ["CMD", "true"]', "interval: 10s"]
+    if at_least("3.1"):
+        svc.append("    secrets: [token]")
+        top += ["secrets:", "  token: {file: ./files/api_key.txt}"]
+    if at_least("3.2"):
+        deploy.append("      endpoint_mode: dnsrr")
+        svc += ["    ports:", "      - {target: 80, published: 18180, mode: host}"]
+        svc += ["    volumes:", "      - {type: volume, source: data, target: /data}"]
+        top += ["volumes:", "  data: {}" if not at_least("3.4") else "  data: {name: corpus-versioned-data}"]
+    if at_least("3.3"):
+        svc.append("    configs: [conf]")
+        top += ["configs:", "  conf: {file: ./files/app.ini}"]
+    if at_least("3.4"):
+        healthcheck.append("start_period: 5s")
+        update.append("order: start-first")
+        top.insert(0, "x-top: {ignored: true}")
+    if at_least("3.5"):
+        svc += ["    networks: [back]"]
+        top += ["networks:", "  back: {name: corpus-versioned-back}"]
+    if at_least("3.6"):
+        svc.append("      - {type: tmpfs, target: /scratch, tmpfs: {size: 1048576}}")
+    if at_least("3.7"):
+        svc.append("    init: true")
+        deploy.append("      rollback_config: {parallelism: 2, order: start-first}")
+        svc.append("    x-service: {ignored: true}")
+    if at_least("3.8"):
+        deploy.append("      placement: {max_replicas_per_node: 1}")
+    # The volumes list must stay contiguous: move the tmpfs item up behind the named volume.
+    if at_least("3.6"):
+        tmpfs = svc.pop(svc.index("      - {type: tmpfs, target: /scratch, tmpfs: {size: 1048576}}"))
+        svc.insert(svc.index("      - {type: volume, source: data, target: /data}") + 1, tmpfs)
+    deploy.append(f"      update_config: {{{', '.join(update)}}}")
+    lines = [f'version: "{version}"'] if version else []
+    lines += ["services:", "  app:", *svc, f"    healthcheck: {{{', '.join(healthcheck)}}}", "    deploy:", *deploy]
+    return "\n".join([*lines, *top, ""])
+
+
+VERSIONS = ["3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9", None]
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=[v or "unversioned" for v in VERSIONS])
+def test_every_file_version_builds_what_docker_stack_deploy_builds(
+    docker_api: docker.APIClient,
+    local_image: str,
+    namespace: str,
+    corpus_env: dict[str, str],
+    tmp_path: Path,
+    version: str | None,
+) -> None:
+    compose = stack_folder(tmp_path, FILES[0])
+    # docker stack deploy 20.10 refuses a file without version: (it reads it as 1.0); newer
+    # clients read it as the compose specification, which for these keys is 3.9.
+    theirs_file = compose.with_name("theirs.yml")
+    theirs_file.write_text(version_file(version or "3.9"))
+    compose.write_text(version_file(version))
+    theirs_ns, ours_ns = f"{namespace}d", namespace
+    stack_deploy(theirs_file, theirs_ns, corpus_env)
+    theirs = engine_view(docker_api, theirs_ns, renames(theirs_file, theirs_ns))
+    remove_stack(docker_api, theirs_ns)
+    import_and_apply(compose, tmp_path / "specs", ours_ns, corpus_env)
+    assert_same(theirs, engine_view(docker_api, ours_ns))
+
+
+# -- adoption and round trip -----------------------------------------------------------------------
+
+
+def tasks_and_starts(api: docker.APIClient, namespace: str) -> dict[str, set[str]]:
+    """Per service: every task it has had. A rolling update or a restart adds a task."""
+    return {
+        svc["Spec"]["Name"]: {t["ID"] for t in api.tasks(filters={"service": svc["ID"]})}
+        for svc in api.services(filters={"label": f"{STACK_LABEL}={namespace}"})
+    }
+
+
+def settled(api: docker.APIClient, namespace: str, count: int) -> bool:
+    """All ``count`` services there; each one's update, if one started, reported finished by the
+    engine; no task on its way."""
+    services = api.services(filters={"label": f"{STACK_LABEL}={namespace}"}, status=True)
+    if len(services) != count:
+        return False
+    for svc in services:
+        state = (svc.get("UpdateStatus") or {}).get("State")
+        if state not in (None, "completed", "rollback_completed"):
+            return False
+        tasks = api.tasks(filters={"service": svc["ID"], "desired-state": "running"})
+        if len(tasks) != svc["ServiceStatus"]["DesiredTasks"]:
+            return False  # the orchestrator has not made them all yet
+        for task in tasks:
+            # Running in its container, or "pending" for a resource no node has (a GPU).
+            status = task["Status"]
+            if status["State"] == "pending":
+                continue
+            if status["State"] != "running" or not (status.get("ContainerStatus") or {}).get("ContainerID"):
+                return False
+    return True
+
+
+def renamed_users(compose: Path) -> set[str]:
+    """Services that use an object swarmkeeper names otherwise (differences 3 and 4): adopting
+    them moves them to that object, which is an update."""
+    data = YAML(typ="safe").load(compose.read_text())
+    renamed = {
+        (section, key)
+        for section in ("networks", "secrets", "configs")
+        for key, cfg in (data.get(section) or {}).items()
+        if not (isinstance(cfg, dict) and cfg.get("external"))
+        and (spec_name(key) != key or (section != "secrets" and isinstance(cfg, dict) and cfg.get("name")))
+    }
+    users = set()
+    for name, svc in (data.get("services") or {}).items():
+        for section in ("networks", "secrets", "configs"):
+            refs = svc.get(section) or []
+            keys = list(refs) if isinstance(refs, dict) else [r if isinstance(r, str) else r["source"] for r in refs]
+            if any((section, k) in renamed for k in keys):
+                users.add(spec_name(name))
+    return users
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_stack_deployed_by_docker_is_adopted_without_a_restart_and_exports_to_itself(
+    docker_api: docker.APIClient,
+    local_image: str,
+    namespace: str,
+    corpus_env: dict[str, str],
+    tmp_path: Path,
+    name: str,
+) -> None:
+    compose = stack_folder(tmp_path, name)
+    rolled = renamed_users(compose)
+    count = len(YAML(typ="safe").load(compose.read_text())["services"])
+    stack_deploy(compose, namespace, corpus_env)
+    wait_for(lambda: settled(docker_api, namespace, count), timeout=120, message=f"{namespace} settled")
+    before = tasks_and_starts(docker_api, namespace)
+
+    # Round trip: what export writes of the running stack differs from it in ownership alone.
+    exported = tmp_path / "exported"
+    res = sk("export", "-n", namespace, "-o", exported, env=corpus_env)
+    assert res.code == 0, res.output
+    for secret in exported.glob("secret-*.yaml"):  # swarm gives no secret back: the user fills them
+        name = secret.stem.removeprefix("secret-")
+        (exported / f"{name}.txt").write_text(secret_value(compose, name))
+    plan = sk("diff", exported, "--source", namespace, "--adopt", env=corpus_env)
+    assert plan.code == 1, plan.output
+    assert updated_services(plan.stdout, namespace) == rolled, plan.stdout
+    assert tasks_and_starts(docker_api, namespace) == before  # diff changes nothing
+
+    # Adoption of the import: labels only, no task restarted (renamed objects aside: difference 3, 4).
+    specs = tmp_path / "specs"
+    res = sk("import", "compose", compose, "-n", namespace, "-o", specs, env=corpus_env)
+    assert res.code == 0, res.output
+    res = sk("apply", specs, "--source", namespace, "--adopt", env=corpus_env)
+    assert res.code == 0, res.output
+    assert updated_services(res.output, namespace) == rolled, res.output
+    wait_for(lambda: settled(docker_api, namespace, count), timeout=120, message=f"{namespace} settled after adoption")
+    after = tasks_and_starts(docker_api, namespace)
+    for service, tasks in before.items():
+        if service.removeprefix(f"{namespace}_") not in rolled:
+            assert after[service] == tasks, service
+    # Then swarmkeeper's: the next pass changes nothing.
+    again = sk("diff", specs, "--source", namespace, env=corpus_env)
+    assert again.code == 0, again.output
+
+
+def updated_services(output: str, namespace: str) -> set[str]:
+    return set(re.findall(rf"SwarmService/{namespace}/([a-z0-9-]+) .*adopt \+ update", output))
+
+
+def secret_value(compose: Path, spec: str) -> str:
+    """The value of the compose file's secret whose spec name is ``spec``, read from its file."""
+    data = YAML(typ="safe").load(compose.read_text())
+    for key, cfg in (data.get("secrets") or {}).items():
+        if spec_name(key) == spec and isinstance(cfg, dict) and cfg.get("file"):
+            return str((compose.parent / cfg["file"]).read_text())
+    raise AssertionError(f"no secret {spec} in {compose}")
