@@ -7,10 +7,13 @@ Import them in tests with ``from helpers import wait_for, running_count, ...``
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import docker
@@ -202,3 +205,23 @@ def cleanup_namespace(api: docker.APIClient, namespace: str, task_timeout: float
         ((cast(str, c["Spec"]["Name"]), partial(api.remove_config, c["ID"])) for c in configs),
         f"configs of {namespace}",
     )
+
+
+DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10, matching the daemon: the reference client
+
+
+def stack_deploy(compose: Path, namespace: str, env: Mapping[str, str] | None = None) -> None:
+    """``docker stack deploy`` as users run it; local images are not resolved against a registry.
+    ``env``: the variables the file reads (only those: none of the caller's ``CORPUS_*`` leak in)."""
+    assert Path(DOCKER_CLI).exists(), f"{DOCKER_CLI} is missing: the docker CLI is needed to deploy stacks"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CORPUS_")}
+    result = subprocess.run(
+        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", namespace],
+        cwd=compose.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**base, **(env or {})},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

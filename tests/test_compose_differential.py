@@ -54,7 +54,6 @@ import copy
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,11 +63,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from cli_helpers import sk
-from helpers import cleanup_namespace, wait_for
+from helpers import cleanup_namespace, stack_deploy, wait_for
 from swarmkeeper.sources.migrate.export import spec_name
 
 CORPUS = Path(__file__).parent / "data" / "compose_corpus"
-DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10: the reference implementation
 STACK_LABEL = "com.docker.stack.namespace"
 FILES = sorted(p.name for p in CORPUS.glob("*.yml"))
 
@@ -107,26 +105,6 @@ def renames(compose: Path, namespace: str) -> dict[str, str]:
 
 
 # -- the two deployments ---------------------------------------------------------------------------
-
-
-def stack_deploy(compose: Path, namespace: str, env: Mapping[str, str]) -> None:
-    assert Path(DOCKER_CLI).exists(), f"{DOCKER_CLI} is missing: the reference docker CLI is needed"
-    result = subprocess.run(
-        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", namespace],
-        cwd=compose.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**_base_env(), **env},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("CORPUS_")}
 
 
 def import_and_apply(compose: Path, specs: Path, namespace: str, env: Mapping[str, str]) -> str:

@@ -16,14 +16,13 @@ from typing import Any
 import docker
 
 from cli_helpers import sk
-from helpers import cleanup_namespace, exec_in_service, running_count, wait_for
+from helpers import DOCKER_CLI, cleanup_namespace, exec_in_service, running_count, stack_deploy, wait_for
 from swarmkeeper.engine.reconcile import Options, reconcile
 from swarmkeeper.loading import load_paths
 from swarmkeeper.swarm.connect import connect
 from swarmkeeper.swarm.normalize import normalize_network, normalize_service
 
 DATA = Path(__file__).parent / "data" / "compose"
-DOCKER_CLI = "/usr/bin/docker"  # the 20.10 client that matches the daemon
 STACK_LABEL = "com.docker.stack.namespace"
 VALUES = ("web.env", "api-token.txt", "web.conf")
 
@@ -40,20 +39,6 @@ def stack_layout(tmp: Path) -> tuple[Path, Path]:
     for value in VALUES:
         shutil.copy(DATA / value, specs / value)
     return stack / "compose.yaml", specs
-
-
-def stack_deploy(compose: Path, namespace: str) -> None:
-    """``docker stack deploy`` as users run it; local images are not resolved against a registry."""
-    assert Path(DOCKER_CLI).exists(), f"{DOCKER_CLI} is missing: the docker CLI is needed to deploy stacks"
-    result = subprocess.run(
-        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", namespace],
-        cwd=compose.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def comparable(value: Any, namespace: str) -> Any:
