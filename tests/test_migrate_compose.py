@@ -315,19 +315,26 @@ def test_secrets_and_configs_refer_to_the_same_files_and_never_hold_values(tmp_p
         """,
         tmp=tmp_path,
     )
-    assert spec(result, "SwarmSecret/db-password") == {"file": "db-password.txt", "labels": {"owner": "dba"}}
+    # db_password is not a DNS label: the spec is db-password, the swarm object keeps its name.
+    assert spec(result, "SwarmSecret/db-password") == {
+        "swarmName": "shop_db_password",
+        "file": "db-password.txt",
+        "labels": {"owner": "dba"},
+    }
     assert spec(result, "SwarmConfig/initdb") == {"file": "../stack/initdb.sql"}
     # A file outside the specs' folder: their common folder becomes the root of the spec tree.
     assert result.tree_root == tmp_path
     assert any(str(tmp_path) in n and ".swarmkeeper-root" in n for n in result.notes)
-    assert spec(result, "SwarmSecret/from-env") == {"env": "API_TOKEN"}
+    assert spec(result, "SwarmSecret/from-env") == {"swarmName": "shop_from_env", "env": "API_TOKEN"}
     # An external secret is used as it is, like docker stack deploy does: no spec of its own.
     assert "SwarmSecret/api-key" not in {f"{o.kind}/{o.name}" for o in result.objects}
     # db_password is not a DNS label: renamed, with the file name inside the container kept.
     assert spec(result, "SwarmService/db")["secrets"] == [
         {"source": "db-password", "target": "password", "uid": "999", "mode": "0400"}
     ]
-    assert any("renamed db-password" in c for c in comments(result, "SwarmSecret/db-password"))
+    assert any(
+        "swarmName keeps the swarm name shop_db_password" in c for c in comments(result, "SwarmSecret/db-password")
+    )
     assert spec(result, "SwarmService/db")["configs"] == [{"source": "initdb"}]
     assert "CANARY" not in repr([o.document for o in result.objects])
 
@@ -413,8 +420,14 @@ def test_jobs_and_names_that_are_not_dns_labels() -> None:
     )
     job = spec(result, "SwarmService/data-migration")
     assert job["mode"] == "replicated-job" and job["replicas"] == 4 and job["maxConcurrent"] == 4
-    # The original name stays reachable on the network, as it was under docker stack deploy.
-    assert job["networks"] == [{"name": "default", "aliases": ["Data_Migration"]}]
+    # The swarm name stays what docker stack deploy made, and so does the alias the service answers to.
+    assert job["swarmName"] == "shop_Data_Migration"
+    service = RESOURCE_ADAPTER.validate_python(objects(result)["SwarmService/data-migration"])
+    assert isinstance(service, SwarmService)
+    refs = References(networks={"default": "shop_default"})
+    payload = build_service_spec(service, refs)
+    assert payload["Name"] == "shop_Data_Migration"
+    assert payload["TaskTemplate"]["Networks"] == [{"Target": "shop_default", "Aliases": ["Data_Migration"]}]
 
 
 def test_without_namespace_objects_have_plain_names() -> None:

@@ -190,7 +190,9 @@ def test_objects_of_a_stack_are_named_by_the_stack() -> None:
     web = exported["SwarmService/my-web"]
     assert web.namespace == "shop"
     assert web.document["spec"]["secrets"] == [{"source": "pw"}]
-    assert web.document["spec"]["networks"] == [{"name": "default", "aliases": ["my_web"]}]
+    # Its swarm name kept as swarmName; the alias docker stack deploy gave it is the one built from it.
+    assert web.document["spec"]["swarmName"] == "shop_my_web"
+    assert web.document["spec"]["networks"] == [{"name": "default"}]
     notes = "\n".join(web.comments)
     assert "--adopt" in notes  # made outside swarmkeeper
     assert "shop_my_web is not a name a spec can produce" in notes

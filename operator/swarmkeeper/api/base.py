@@ -87,9 +87,21 @@ class ObjectStatus(Model):
         return next((c for c in self.conditions if c.type == type_), None)
 
 
+SWARM_NAME_PATTERN = r"^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]*[a-zA-Z0-9])?$"
+
+
 class ClusterRef(Model):
     """Mixed into every kind that lives in a swarm."""
 
     cluster: str | None = Field(
         default=None, description="Name of the SwarmCluster to apply to; the local engine when omitted."
+    )
+    swarm_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=56,
+        pattern=SWARM_NAME_PATTERN,
+        description="The object's name in the swarm, instead of <namespace>_<name>: to take over an object "
+        "named otherwise (a compose key such as db_password, or a compose name:). Secrets and configs "
+        "add -v1, -v2, ... to it.",
     )

@@ -110,6 +110,7 @@ def value_takeover(
     value: bytes | None,
     source: str,
     template_driver: str | None = None,
+    own_name: str | None = None,
 ) -> Payload:
     """Label update that makes a foreign secret/config version 0 of the spec. It carries the spec's
     value, for swarm to check; without one (values not read) the object gets no fingerprint, and
@@ -119,7 +120,7 @@ def value_takeover(
     labels = {**user_labels, **L.ownership(kind, name, namespace, source)}
     labels[L.VERSION] = "0"
     labels[L.SPEC_HASH] = value_hash(user_labels, template_driver)
-    payload: Payload = {"Name": L.swarm_name(name, namespace), "Labels": labels}
+    payload: Payload = {"Name": L.swarm_name(name, namespace, own_name), "Labels": labels}
     if value is not None:
         payload["Data"] = base64.b64encode(value).decode("ascii")
     return payload

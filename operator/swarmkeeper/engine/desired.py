@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..api import FileReference, Key, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
+from ..api import FileReference, Key, NetworkAttachment, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService
 from ..loading import Manifest
 from ..swarm import labels as L
 from ..swarm.build import (
@@ -72,7 +72,7 @@ def _value(m: Manifest, state: SwarmState, source: str, revision: str | None, ad
     res = m.resource
     assert isinstance(res, SwarmSecret | SwarmConfig)
     kind: ValueKind = "secret" if isinstance(res, SwarmSecret) else "config"
-    base = L.swarm_name(res.metadata.name, res.metadata.namespace)
+    base = L.swarm_name(res.metadata.name, res.metadata.namespace, res.spec.swarm_name)
     versions = state.managed_values.get(m.key, [])
     latest = versions[-1] if versions else None
     if adopt and latest is None and foreign_value(state, kind, base) is not None:
@@ -100,6 +100,7 @@ def _value(m: Manifest, state: SwarmState, source: str, revision: str | None, ad
             res.spec.labels,
             source=source,
             template_driver=res.spec.template_driver,
+            own_name=res.spec.swarm_name,
         )
         if revision:
             payload["Labels"][L.REVISION] = revision
@@ -130,6 +131,15 @@ def keep_live_values(payload: Payload, live: Payload, fields: Sequence[str]) -> 
             dst[leaf] = src[leaf]
         else:
             dst.pop(leaf, None)
+
+
+def _network_name(desired: Desired, namespace: str | None, attachment: NetworkAttachment) -> str:
+    """The swarm name of a network a service attaches to: its SwarmNetwork's (a swarmName of its
+    own, say), or the name itself for an external one."""
+    if attachment.external:
+        return attachment.name
+    network = desired.networks.get(Key("SwarmNetwork", namespace, attachment.name))
+    return network.swarm_name if network is not None else L.swarm_name(attachment.name, namespace)
 
 
 def _value_name(desired: Desired, kind: str, namespace: str | None, ref: FileReference) -> str:
@@ -172,7 +182,7 @@ def resolve_desired(
         ns = res.metadata.namespace
         spec = res.spec
         refs = References(
-            networks={n.name: n.name if n.external else L.swarm_name(n.name, ns) for n in spec.networks},
+            networks={n.name: _network_name(desired, ns, n) for n in spec.networks},
             secrets={s.source: _value_name(desired, "SwarmSecret", ns, s) for s in spec.secrets},
             configs={c.source: _value_name(desired, "SwarmConfig", ns, c) for c in spec.configs},
         )

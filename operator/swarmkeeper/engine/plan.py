@@ -293,6 +293,7 @@ class _Builder:
             value,
             self.source,
             res.spec.template_driver,
+            res.spec.swarm_name,
         )
         self.add("update", key, want.swarm_name, "adopt", payload=payload, object_id=foreign["ID"])
 

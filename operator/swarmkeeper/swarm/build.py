@@ -75,7 +75,7 @@ def build_network_spec(net: SwarmNetwork, *, source: str = L.DEFAULT_SOURCE) -> 
             "Options": dict(spec.ipam.options),
         }
     payload: Payload = {
-        "Name": L.swarm_name(net.metadata.name, net.metadata.namespace),
+        "Name": L.swarm_name(net.metadata.name, net.metadata.namespace, spec.swarm_name),
         "Driver": spec.driver,
         "Scope": "swarm",
         "Attachable": spec.attachable,
@@ -109,6 +109,7 @@ def build_value_spec(
     *,
     source: str = L.DEFAULT_SOURCE,
     template_driver: str | None = None,
+    own_name: str | None = None,
 ) -> Payload:
     """Body of ``POST /secrets/create`` or ``/configs/create`` for one version of a value.
 
@@ -121,7 +122,7 @@ def build_value_spec(
     if fingerprint is not None:
         labels[L.FINGERPRINT] = fingerprint
     payload: Payload = {
-        "Name": L.versioned_name(L.swarm_name(name, namespace), version),
+        "Name": L.versioned_name(L.swarm_name(name, namespace, own_name), version),
         "Labels": labels,
         "Data": base64.b64encode(value).decode("ascii"),
     }
@@ -299,8 +300,9 @@ def build_service_spec(
     container["Privileges"] = {"CredentialSpec": None, "SELinuxContext": None}  # as docker stack deploy
     # Like docker stack deploy: every service answers to its short name on each of its networks
     # (the last alias, where the CLI puts it).
+    short = L.short_name(meta.name, meta.namespace, spec.swarm_name)
     networks = [
-        {"Target": refs.networks[n.name], "Aliases": [*(a for a in n.aliases if a != meta.name), meta.name]}
+        {"Target": refs.networks[n.name], "Aliases": [*(a for a in n.aliases if a != short), short]}
         if meta.namespace
         else {"Target": refs.networks[n.name], "Aliases": list(n.aliases)}
         for n in spec.networks
@@ -323,7 +325,7 @@ def build_service_spec(
     if meta.namespace:
         labels[L.STACK_IMAGE] = spec.image
     payload: Payload = {
-        "Name": L.swarm_name(meta.name, meta.namespace),
+        "Name": L.swarm_name(meta.name, meta.namespace, spec.swarm_name),
         "Labels": labels,
         "TaskTemplate": task,
         "Mode": _mode(svc),

@@ -32,9 +32,19 @@ DEFAULT_SOURCE: Final = "default"
 BOOKKEEPING: Final = frozenset({SPEC_HASH, FINGERPRINT, REVISION})
 
 
-def swarm_name(name: str, namespace: str | None) -> str:
-    """The swarm object's name: ``<namespace>_<name>``, as docker stack deploy names them."""
+def swarm_name(name: str, namespace: str | None, own: str | None = None) -> str:
+    """The swarm object's name: ``own`` (a spec's swarmName) or ``<namespace>_<name>``, as docker
+    stack deploy names them."""
+    if own:
+        return own
     return f"{namespace}_{name}" if namespace else name
+
+
+def short_name(name: str, namespace: str | None, own: str | None = None) -> str:
+    """The name a stack's service answers to on its networks: its name within the stack."""
+    if own:
+        return own.removeprefix(f"{namespace}_") if namespace else own
+    return name
 
 
 def versioned_name(base: str, version: int) -> str:

@@ -48,20 +48,25 @@ def spec_name(text: str) -> str:
 class _Id:
     namespace: str | None
     name: str
-    renamed: bool = False  # the swarm name is not one a spec can produce
+    own_name: str | None = None  # the swarm name, where <namespace>_<name> would not give it (swarmName)
 
 
 def _identity(swarm_name: str, labels: Mapping[str, str] | None) -> _Id:
-    """(namespace, name) of a swarm object: from swarmkeeper's labels, else from the stack's naming."""
-    key = L.identity(labels or {})
+    """(namespace, name) of a swarm object: from swarmkeeper's labels, else from the stack's naming;
+    and its swarm name when the spec must say it (a compose key that is not a DNS label, a name:)."""
+    labels = labels or {}
+    if labels.get(L.VERSION, "0") not in ("", "0"):  # a secret's or config's version: NAME-vN
+        swarm_name = re.sub(r"-v\d+$", "", swarm_name)
+    key = L.identity(labels)
     if key is not None:
-        return _Id(key.namespace, key.name)
-    stack = (labels or {}).get(L.STACK_NAMESPACE)
-    namespace, rest = None, swarm_name
-    if stack and swarm_name.startswith(stack + "_") and spec_name(stack) == stack:
-        namespace, rest = stack, swarm_name[len(stack) + 1 :]
-    name = spec_name(rest)
-    return _Id(namespace, name, renamed=name != rest)
+        namespace, name = key.namespace, key.name
+    else:
+        stack = labels.get(L.STACK_NAMESPACE)
+        namespace = stack if stack and spec_name(stack) == stack else None
+        rest = swarm_name.removeprefix(f"{namespace}_") if namespace else swarm_name
+        name = spec_name(rest)
+    own = swarm_name if L.swarm_name(name, namespace) != swarm_name else None
+    return _Id(namespace, name, own)
 
 
 def _user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -72,6 +77,8 @@ def _document(kind: str, ident: _Id, spec: dict[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": ident.name}
     if ident.namespace:
         meta["namespace"] = ident.namespace
+    if ident.own_name:
+        spec = {"swarmName": ident.own_name, **spec}
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
 
 
@@ -246,10 +253,10 @@ class _Exporter:
         comments = []
         if not L.is_managed(labels):
             comments.append(f"{swarm_name} was made outside swarmkeeper: apply with --adopt to take it over in place.")
-        if ident.renamed:
+        if ident.own_name:
             comments.append(
-                f"{swarm_name} is not a name a spec can produce: exported as {ident.name}, which applying "
-                "creates next to it (the original is left alone)."
+                f"{swarm_name} is not a name a spec can produce: exported as {ident.name}, with swarmName "
+                "keeping the swarm name."
             )
         return comments
 
@@ -476,8 +483,9 @@ class _ServiceUnbuilder:
             target = att.get("Target", "")
             known = self.exporter.networks.get(target)
             swarm_name = known[1]["Name"] if known else self.exporter.state.network_names.get(target, target)
-            aliases = [a for a in att.get("Aliases") or [] if not (ns and a == self.ident.name)]
-            if known and known[0].namespace == ns and not known[0].renamed:
+            short = L.short_name(self.ident.name, ns, self.ident.own_name)
+            aliases = [a for a in att.get("Aliases") or [] if not (ns and a == short)]
+            if known and known[0].namespace == ns:
                 entry: dict[str, Any] = {"name": known[0].name}
             else:
                 entry = {"name": swarm_name, "external": True}

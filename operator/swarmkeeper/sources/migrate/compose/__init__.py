@@ -180,13 +180,11 @@ class _Translator(Services):
         cfg = self.top["networks"].get(key, {})
         comments: list[str] = []
         if name != key:
-            comments.append(f"networks.{key}: renamed {name} (names are DNS labels: a-z, 0-9 and -)")
-        spec = self.network_spec(cfg, ("networks", key), comments)
-        if cfg.get("name"):
             comments.append(
-                f"networks.{key}.name: not translated: the network is named {self.swarm_name(name)} "
-                "(a name of your own is possible only for an external network)"
+                f"networks.{key}: the spec is named {name} (names are DNS labels: a-z, 0-9 and -); "
+                f"swarmName keeps the swarm name {self.real_name('networks', key)}"
             )
+        spec = self.with_own_name("networks", key, self.network_spec(cfg, ("networks", key), comments))
         for k in cfg:
             if k not in ("driver", "attachable", "internal", "driver_opts", "labels", "ipam", "name", "external"):
                 comments.append(f"networks.{key}.{k}: not translated: SwarmNetwork has no field for it")
@@ -245,11 +243,6 @@ class _Translator(Services):
                     spec["stringData"] = self.text(cfg["content"], (*at, "content"))
                 else:
                     raise self.error(at, "needs file:, environment: or external: true")
-                if cfg.get("name"):
-                    comments.append(
-                        f"{section}.{key}.name: not translated: the object is named "
-                        f"{self.swarm_name(name)}-v1, -v2, ... (swarmkeeper versions values)"
-                    )
                 if cfg.get("labels"):
                     spec["labels"] = self.pairs(cfg["labels"], (*at, "labels"))
                 if cfg.get("template_driver") is not None:
@@ -259,5 +252,6 @@ class _Translator(Services):
                         comments.append(f"{section}.{key}.{k}: not translated: {kind} has no field for it")
             except Invalid:
                 continue
+            spec = self.with_own_name(section, key, spec)
             out.append(ImportedObject(kind, name, self.document(kind, name, spec), comments))
         return out

@@ -203,6 +203,23 @@ class Fields:
     def swarm_name(self, key: str) -> str:
         return L.swarm_name(key, self.namespace)
 
+    def own_name(self, section: str, key: str) -> str | None:
+        """The swarm name docker stack deploy gives ``section.key`` where a spec's own naming
+        (``<namespace>_<spec name>``) would differ: a ``name:`` of its own, or a key that is not a
+        DNS label. Written as the spec's swarmName, so importing and adopting keep the same object."""
+        cfg = self.top.get(section, {}).get(key) or {}
+        if section != "services" and cfg.get("name") and not cfg.get("external"):
+            return self.text(cfg["name"], (section, key, "name"))
+        return self.swarm_name(key) if spec_name(key) != key else None
+
+    def real_name(self, section: str, key: str) -> str:
+        """The object's name in the swarm, as docker stack deploy names it (and sorts by it)."""
+        return self.external_name(section, key) or self.own_name(section, key) or self.swarm_name(key)
+
+    def with_own_name(self, section: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
+        own = self.own_name(section, key)
+        return {"swarmName": own, **spec} if own else spec
+
     def document(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": name}
         if self.namespace:
@@ -214,5 +231,8 @@ class Fields:
         if not name:
             raise self.error((section, key), "cannot be turned into a name of letters, digits and dashes")
         if name != key:
-            comments.append(f"{section}.{key}: renamed {name} (names are DNS labels: a-z, 0-9 and -)")
+            comments.append(
+                f"{section}.{key}: the spec is named {name} (names are DNS labels: a-z, 0-9 and -); "
+                f"swarmName keeps the swarm name {self.swarm_name(key)}"
+            )
         return name

@@ -187,6 +187,7 @@ class Services(Fields):
             self.host_settings(svc, at, spec)
         if len(self.errors) > errors_before:
             raise Invalid(key)
+        spec = self.with_own_name("services", key, spec)
         return ImportedObject("SwarmService", name, self.document("SwarmService", name, spec), comments)
 
     def optional(
@@ -521,10 +522,6 @@ class Services(Fields):
             for k in cfg:
                 if k != "aliases":
                     comments.append(f"networks.{key}.{k}: not translated: not supported by swarm services")
-            # docker stack deploy gives every service its compose name as an alias on each network.
-            name = self.service_names[service]
-            if name != service and service not in aliases:
-                aliases.append(service)
             attachment: dict[str, Any]
             external = self.external_name("networks", key) if top is not None else None
             if external is not None:
@@ -533,7 +530,7 @@ class Services(Fields):
             else:
                 net_name = spec_name(key)
                 self.used_networks.setdefault(key, net_name)
-                target = self.swarm_name(net_name)
+                target = self.real_name("networks", key)
                 attachment = {"name": net_name}
             if aliases:
                 attachment["aliases"] = aliases
@@ -572,7 +569,7 @@ class Services(Fields):
                 if mode != 0o444:
                     out["mode"] = f"0{mode:03o}"
             # The docker CLI sorts by the swarm object's name: the stack's own, or an external name.
-            refs.append((self.external_name(section, source) or self.swarm_name(source), out))
+            refs.append((self.real_name(section, source), out))
         return [r for _, r in sorted(refs, key=lambda t: t[0])]
 
     def ports(self, value: Data, at: FieldPath, comments: list[str]) -> list[dict[str, Any]]:
