@@ -29,7 +29,7 @@ from engines import single_engine, three_managers  # noqa: F401 (fixtures: extra
 from helpers import cleanup_namespace
 
 # The real Kubernetes API server (``kube``) and per-test namespaces in it (``kube_namespace``).
-pytest_plugins = ["kube_fixtures"]
+pytest_plugins = ["kube_fixtures", "registry_fixtures"]
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LOCAL_IMAGE = "local/busybox:1"

@@ -197,6 +197,12 @@ ServiceMode = Literal["replicated", "global", "replicated-job", "global-job"]
 
 class SwarmServiceSpec(ClusterRef):
     image: str = Field(description="Image reference, optionally pinned: name:tag@sha256:<digest>.")
+    resolve_image: Literal["always", "changed", "never"] = Field(
+        default="always",
+        description="Pin the image to the digest its tag has in the registry, as docker stack deploy "
+        "--resolve-image does: always (a tag pushed again rolls the service), changed (only when the "
+        "image in the spec changes) or never (the tag as written; each node pulls it on its own).",
+    )
     with_registry_auth: bool = Field(
         default=True,
         description="Send the registry credentials of the local docker config to the engine, as "
@@ -283,6 +289,9 @@ class ServiceStatus(ObjectStatus):
     ready: str | None = Field(default=None, description='running/desired, e.g. "3/3".')
     update: UpdateProgress | None = None
     image: str | None = Field(default=None, description="The image reference the running tasks use.")
+    image_digest: str | None = Field(
+        default=None, description="The registry digest the image's tag is pinned to (resolveImage)."
+    )
     task_error: TaskError | None = Field(default=None, description="The latest failed task, while not ready.")
 
 

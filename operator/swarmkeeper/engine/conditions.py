@@ -20,6 +20,10 @@ SYNCED: Final = "Synced"
 # Describes the last pass that changed the object: kept as it is by passes that change nothing.
 CARRIED_OVER: Final = frozenset({SYNCED})
 
+# Whether a service's image is pinned to the digest its tag has now (resolveImage).
+IMAGE_RESOLVED: Final = "ImageResolved"
+REGISTRY_ERROR: Final = "RegistryError"  # the registry could not say: the last pinned digest runs on
+
 # Ready=False reasons shared by the front doors.
 INVALID_SPEC: Final = "InvalidSpec"  # the spec is rejected; its last valid version stays applied
 DEPENDENCY_NOT_READY: Final = "DependencyNotReady"  # waits for what it depends on to converge

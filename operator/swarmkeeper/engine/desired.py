@@ -6,7 +6,7 @@ depends on what the swarm already holds (a value that did not change keeps its v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from ..swarm.build import (
 from ..swarm.observe import SwarmState, value_version
 from .adopt import foreign_service, foreign_value
 from .fingerprint import check_ahead, matches
+from .images import Pin
 
 ValueKind = Literal["secret", "config"]
 
@@ -53,6 +54,7 @@ class DesiredService:
     payload: Payload
     spec_hash: str
     with_registry_auth: bool
+    pin: Pin | None = None  # the image's digest, when pinned (images.py)
     depends_on: list[Key] = field(default_factory=list)
     networks: list[Key] = field(default_factory=list)
     values: list[Key] = field(default_factory=list)
@@ -154,6 +156,7 @@ def resolve_desired(
     source: str = L.DEFAULT_SOURCE,
     revision: str | None = None,
     adopt: bool = False,
+    pins: Mapping[Key, Pin] | None = None,
 ) -> Desired:
     """``revision`` (a Git commit, say) is labelled on every object; being bookkeeping, it is not
     compared, so it only lands on the objects a pass actually changes. ``adopt``: objects made
@@ -186,7 +189,8 @@ def resolve_desired(
             secrets={s.source: _value_name(desired, "SwarmSecret", ns, s) for s in spec.secrets},
             configs={c.source: _value_name(desired, "SwarmConfig", ns, c) for c in spec.configs},
         )
-        payload = build_service_spec(res, refs, file_env=m.file_env, source=source)
+        pin = (pins or {}).get(m.key)
+        payload = build_service_spec(res, refs, file_env=m.file_env, source=source, image=pin.image if pin else None)
         digest = spec_hash(payload)
         payload["Labels"][L.SPEC_HASH] = digest
         if revision:
@@ -200,6 +204,7 @@ def resolve_desired(
             payload=payload,
             spec_hash=digest,
             with_registry_auth=spec.with_registry_auth,
+            pin=pin,
             depends_on=[Key("SwarmService", ns, d) for d in spec.depends_on],
             networks=[Key("SwarmNetwork", ns, n.name) for n in spec.networks if not n.external],
             values=[Key("SwarmSecret", ns, s.source) for s in spec.secrets if not s.external]

@@ -22,6 +22,7 @@ from ..swarm.observe import SwarmState, observe
 from .apply import ApplyReport, StepResult, apply_plan
 from .cluster import ClusterOutcome, has_nodes, reconcile_clusters
 from .desired import Desired, resolve_desired
+from .images import pin_images
 from .plan import Plan, make_plan
 from .status import Change, compute_statuses
 
@@ -101,7 +102,10 @@ def reconcile(
     # -- the objects --
     # No swarm yet (a dry run before bootstrap, or a bootstrap that failed): plan against an empty one.
     state = observe(client) if formed else SwarmState([], [], [], [], [])
-    desired = resolve_desired(manifests, state, source=options.source, revision=options.revision, adopt=options.adopt)
+    pins = pin_images(client, manifests, state.managed_services) if formed else {}
+    desired = resolve_desired(
+        manifests, state, source=options.source, revision=options.revision, adopt=options.adopt, pins=pins
+    )
     plan = make_plan(
         desired, state, prune=options.prune, force=options.force, source=options.source, adopt=options.adopt
     )
@@ -116,7 +120,7 @@ def reconcile(
             report = apply_plan(client, Plan(steps=takeovers), state, on_result=on_result)
             state = observe(client)
             desired = resolve_desired(
-                manifests, state, source=options.source, revision=options.revision, adopt=options.adopt
+                manifests, state, source=options.source, revision=options.revision, adopt=options.adopt, pins=pins
             )
             plan = make_plan(
                 desired, state, prune=options.prune, force=options.force, source=options.source, adopt=options.adopt
@@ -130,7 +134,7 @@ def reconcile(
             plan.steps[:0] = takeovers
         if options.status:  # status must show what the swarm holds after the changes: read it once more
             state = observe(client)
-            desired = resolve_desired(manifests, state, source=options.source, revision=options.revision)
+            desired = resolve_desired(manifests, state, source=options.source, revision=options.revision, pins=pins)
     outcome = Outcome(plan, report, state, desired, duration=time.monotonic() - started, clusters=clusters)
     if options.dry_run and options.status:  # the swarm as it is: nothing was tried, so nothing failed
         outcome.statuses = compute_statuses(manifests, state, desired, {})

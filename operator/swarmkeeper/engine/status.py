@@ -26,9 +26,10 @@ from ..loading import Manifest
 from ..swarm.build import spec_hash
 from ..swarm.observe import SwarmState, value_version
 from .adopt import adopted_networks
-from .conditions import DEPENDENCY_NOT_READY, READY, SYNCED, condition
+from .conditions import DEPENDENCY_NOT_READY, IMAGE_RESOLVED, READY, REGISTRY_ERROR, SYNCED, condition
 from .conditions import merge as merge_conditions
 from .desired import Desired
+from .images import Pin
 from .progress import UPDATE_IN_PROGRESS, service_progress
 
 
@@ -128,6 +129,8 @@ def service_status(
         if p.update_state
         else None,
         image=p.image,
+        # The digest the service is pinned to: name:tag@sha256:... (engine/images.py).
+        image_digest=svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", "").partition("@")[2] or None,
         task_error=TaskError(**task_err) if task_err else None,
     )
 
@@ -206,6 +209,17 @@ def _synced(change: Change | None, error: str | None, now: datetime, gen: int | 
     return condition(SYNCED, "True", "Applied", f"{verb} from the spec", at=now, generation=gen)
 
 
+def _pinned(status: ObjectStatus, pin: Pin, generation: int | None, now: datetime) -> None:
+    """Whether the registry could say which digest the service's image tag has, this pass."""
+    if pin.problem is not None:
+        message = f"the registry could not be asked, so the last pinned digest runs on: {pin.problem}"
+        status.conditions.append(
+            condition(IMAGE_RESOLVED, "False", REGISTRY_ERROR, message, at=now, generation=generation)
+        )
+    elif pin.digest is not None:
+        status.conditions.append(condition(IMAGE_RESOLVED, "True", "Pinned", "", at=now, generation=generation))
+
+
 def compute_statuses(
     manifests: Sequence[Manifest],
     state: SwarmState,
@@ -234,6 +248,9 @@ def compute_statuses(
                     spec_digest=manifest_spec_hash(m),
                     now=now,
                 )
+                want = desired.services.get(m.key)
+                if want is not None and want.pin is not None:
+                    _pinned(status, want.pin, m.resource.metadata.generation, now)
             case "SwarmNetwork":
                 status = _network_status(m, state, error, now)
             case "SwarmSecret" | "SwarmConfig":

@@ -259,17 +259,19 @@ def build_service_spec(
     *,
     file_env: Mapping[str, str] | None = None,
     source: str = L.DEFAULT_SOURCE,
+    image: str | None = None,
 ) -> Payload:
     """The complete ServiceSpec for ``POST /services/create`` and ``/services/{id}/update``.
 
     Always complete: an update replaces the whole spec, so a field left out would be reset.
+    ``image``: the reference to run, when it is pinned to a digest (engine/images.py).
     """
     spec, meta = svc.spec, svc.metadata
     env = {**(file_env or {}), **spec.env}
     stack = {L.STACK_NAMESPACE: meta.namespace} if meta.namespace else {}
     container: Payload = _drop_none(
         {
-            "Image": normalize_image(spec.image),
+            "Image": image or normalize_image(spec.image),
             "Labels": {**spec.container_labels, **stack},
             "Command": spec.command,
             "Args": spec.args,

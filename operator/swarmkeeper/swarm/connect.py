@@ -34,6 +34,9 @@ class EngineClient(APIClient):  # type: ignore[misc]
         # Set before the base class asks the engine for its API version (the first counted call).
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        # Image reference → (when asked, digest or None, the registry's error or None), so a
+        # registry is asked at most once per image per interval whatever the number of passes.
+        self.image_digests: dict[str, tuple[float, str | None, str | None]] = {}
         super().__init__(*args, **kwargs)
 
     def _count(self, method: str, url: str) -> None:

@@ -1,0 +1,253 @@
+"""Images pinned to registry digests, as ``docker stack deploy`` pins them, against real registries.
+
+The test registries (tests/registry_fixtures.py) are Debian's distribution registry on loopback.
+The test engine runs tasks only from local images (dockerd's DOCKER_SERVICE_PREFER_OFFLINE_IMAGE,
+see ./dev): a test pulls what it pushed before a task needs it; what is under test, the service
+spec the engine is given and keeps, does not depend on that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from cli_helpers import sk, write_spec
+from helpers import wait_for
+from registry_fixtures import Registries, build_distinct_image, pull, push
+from swarmkeeper.engine.reconcile import reconcile
+from swarmkeeper.loading import load_paths
+from swarmkeeper.swarm.connect import connect
+
+
+def service(folder: Path, ns: str, image: str, *, resolve: str | None = None, name: str = "app") -> None:
+    extra = f"\n          resolveImage: {resolve}" if resolve else ""
+    write_spec(
+        folder,
+        f"{name}.yaml",
+        f"""
+        apiVersion: swarmkeeper.io/v1alpha1
+        kind: SwarmService
+        metadata: {{name: {name}, namespace: {ns}}}
+        spec:
+          image: {image}
+          command: [sleep, "1d"]
+          stopGracePeriod: 1s{extra}
+        """,
+    )
+
+
+def live_image(api: docker.APIClient, name: str) -> str:
+    return str(api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
+
+
+@pytest.fixture
+def pushed(
+    docker_api: docker.APIClient, registries: Registries, namespace: str, scratch_images: list[str]
+) -> Iterator[tuple[str, list[str]]]:
+    """A repository of the plain registry for this test, and a function's worth of digests: each
+    call of ``push_new`` pushes a new image to its tag ``1`` (pulled too, for tasks to run)."""
+    repository = f"{registries.plain}/sk/{namespace}"
+    digests: list[str] = []
+    yield repository, digests
+
+
+def push_new(api: docker.APIClient, repository: str, scratch: list[str]) -> str:
+    image = build_distinct_image(api)
+    scratch.append(image)
+    digest = push(api, image, repository, "1")
+    pull(api, repository, "1")
+    return digest
+
+
+def test_a_tag_is_pinned_to_its_digest_and_a_new_push_rolls_out(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    service(specs_dir, namespace, f"{repository}:1")
+    res = sk("apply", specs_dir, "--wait", "--timeout", "60s")
+    assert res.code == 0, res.output
+    name = f"{namespace}_app"
+    # As docker stack deploy: the task template names the digest, the stack label the image as written.
+    assert live_image(docker_api, name) == f"{repository}:1@{first}", res.output
+    labels = docker_api.inspect_service(name)["Spec"]["Labels"]
+    assert labels["com.docker.stack.image"] == f"{repository}:1"
+    got = json.loads(sk("get", "services", "-n", namespace, "-o", "json").stdout)
+    assert got[0]["status"]["imageDigest"] == first
+
+    # Unchanged tag: nothing to do.
+    assert sk("diff", specs_dir).code == 0
+    # The tag pushed again: the moved digest is a change of its own, and apply rolls it out.
+    second = push_new(docker_api, repository, scratch_images)
+    plan = sk("diff", specs_dir)
+    assert plan.code == 1, plan.output
+    assert first in plan.stdout and second in plan.stdout and "ContainerSpec.Image" in plan.stdout
+    res = sk("apply", specs_dir, "--wait", "--timeout", "60s")
+    assert res.code == 0, res.output
+    assert live_image(docker_api, name) == f"{repository}:1@{second}"
+
+
+def test_changed_keeps_the_pin_until_the_image_changes_and_never_runs_the_tag(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    service(specs_dir, namespace, f"{repository}:1", resolve="changed")
+    service(specs_dir, namespace, f"{repository}:1", resolve="never", name="loose")
+    assert sk("apply", specs_dir).code == 0
+    assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1@{first}"
+    assert live_image(docker_api, f"{namespace}_loose") == f"{repository}:1"
+    push_new(docker_api, repository, scratch_images)
+    # changed: the tag moved, but the spec did not: no change, the service keeps its digest.
+    assert sk("diff", specs_dir).code == 0
+    # Another image in the spec: resolved again.
+    other = push(docker_api, scratch_images[-1], repository, "2")
+    service(specs_dir, namespace, f"{repository}:2", resolve="changed")
+    assert sk("apply", specs_dir).code == 0
+    assert live_image(docker_api, f"{namespace}_app") == f"{repository}:2@{other}"
+
+
+def test_one_registry_request_per_image_per_interval(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    push_new(docker_api, repository, scratch_images)
+    for i in range(5):
+        service(specs_dir, namespace, f"{repository}:1", name=f"s{i}")
+    manifests = load_paths([specs_dir]).manifests
+    client = connect()
+
+    def distribution_calls() -> int:
+        return sum(n for (method, path), n in client.calls.items() if path.startswith("/distribution"))
+
+    assert reconcile(client, manifests).ok
+    assert distribution_calls() == 1  # five services, one image: one request
+    for _ in range(3):  # passes within the interval ask nothing
+        client.calls.clear()
+        again = reconcile(client, manifests)
+        assert again.plan.empty and distribution_calls() == 0, client.calls
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A registry of the test's own (Debian's docker-registry), which the test may stop."""
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            version: 0.1
+            storage: {{filesystem: {{rootdirectory: {tmp_path / "data"}}}}}
+            http: {{addr: 127.0.0.1:{port}}}
+            """
+        )
+    )
+    binary = "/usr/bin/docker-registry"
+    assert os.access(binary, os.X_OK), f"{binary} is missing: ./dev installs docker-registry"
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = f"127.0.0.1:{port}"
+
+    def answers() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(answers, timeout=30, message=f"registry {host} answering")
+        yield host, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+
+
+def test_a_registry_away_keeps_the_last_digest_and_says_why(
+    docker_api: docker.APIClient,
+    own_registry: tuple[str, subprocess.Popen[bytes]],
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    host, proc = own_registry
+    repository = f"{host}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    service(specs_dir, namespace, f"{repository}:1")
+    assert sk("apply", specs_dir).code == 0
+    name = f"{namespace}_app"
+    version = docker_api.inspect_service(name)["Version"]["Index"]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=15)
+    # Away: no rollout, the last good digest runs on, and the service's status says why.
+    manifests = load_paths([specs_dir]).manifests
+    outcome = reconcile(connect(), manifests)
+    assert outcome.ok and outcome.plan.empty, [s.describe() for s in outcome.plan.steps]
+    assert live_image(docker_api, name) == f"{repository}:1@{first}"
+    assert docker_api.inspect_service(name)["Version"]["Index"] == version
+    status = outcome.statuses[manifests[0].key]
+    resolved = next(c for c in status.conditions if c.type == "ImageResolved")
+    assert resolved.status == "False" and resolved.reason == "RegistryError"
+    assert host in resolved.message
+
+
+def test_a_private_registry_with_the_login_of_the_docker_config(
+    docker_api: docker.APIClient,
+    isolated_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    tmp_path: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.tls}/sk/{namespace}"
+    image = build_distinct_image(docker_api)
+    scratch_images.append(image)
+    digest = push(isolated_api, image, repository, "1", auth=registries.auth())
+    pull(isolated_api, repository, "1", auth=registries.auth())
+    service(specs_dir, namespace, f"{repository}:1")
+
+    def docker_config(password: str) -> dict[str, str]:
+        folder = tmp_path / f"docker-{len(password)}-{password[:1]}"
+        folder.mkdir(exist_ok=True)
+        token = __import__("base64").b64encode(f"{registries.user}:{password}".encode()).decode()
+        (folder / "config.json").write_text(json.dumps({"auths": {registries.tls: {"auth": token}}}))
+        return {"DOCKER_CONFIG": str(folder)}
+
+    # A refused login: the tag as written (never pinned before), and no password anywhere.
+    wrong = "not-the-" + registries.password
+    res = sk("apply", specs_dir, env=docker_config(wrong))
+    assert res.code == 0, res.output
+    assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1"
+    assert wrong not in res.output and registries.password not in res.output
+    # The right login (docker login's config.json): pinned.
+    res = sk("apply", specs_dir, env=docker_config(registries.password))
+    assert res.code == 0, res.output
+    assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1@{digest}"
+    assert registries.password not in res.output
+    shown = sk("get", "services", "-n", namespace, "-o", "yaml", env=docker_config(registries.password)).stdout
+    assert registries.password not in shown
