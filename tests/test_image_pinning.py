@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import docker
 import pytest
 
 from cli_helpers import sk, write_spec
+from controller_helpers import controller
 from helpers import wait_for
 from registry_fixtures import Registries, build_distinct_image, pull, push
 from swarmkeeper.engine.reconcile import reconcile
@@ -47,17 +49,6 @@ def service(folder: Path, ns: str, image: str, *, resolve: str | None = None, na
 
 def live_image(api: docker.APIClient, name: str) -> str:
     return str(api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
-
-
-@pytest.fixture
-def pushed(
-    docker_api: docker.APIClient, registries: Registries, namespace: str, scratch_images: list[str]
-) -> Iterator[tuple[str, list[str]]]:
-    """A repository of the plain registry for this test, and a function's worth of digests: each
-    call of ``push_new`` pushes a new image to its tag ``1`` (pulled too, for tasks to run)."""
-    repository = f"{registries.plain}/sk/{namespace}"
-    digests: list[str] = []
-    yield repository, digests
 
 
 def push_new(api: docker.APIClient, repository: str, scratch: list[str]) -> str:
@@ -251,3 +242,31 @@ def test_a_private_registry_with_the_login_of_the_docker_config(
     assert registries.password not in res.output
     shown = sk("get", "services", "-n", namespace, "-o", "yaml", env=docker_config(registries.password)).stdout
     assert registries.password not in shown
+
+
+def test_watch_rolls_out_a_tag_pushed_again(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    service(specs_dir, namespace, f"{repository}:1")
+    name = f"{namespace}_app"
+    with controller(specs_dir, namespace, "--image-interval", "1s") as ctl:
+        wait_for(lambda: name in {s["Spec"]["Name"] for s in docker_api.services()}, timeout=30, message=name)
+        assert live_image(docker_api, name) == f"{repository}:1@{first}"
+        second = push_new(docker_api, repository, scratch_images)
+        pushed_at = time.monotonic()
+        wait_for(
+            lambda: live_image(docker_api, name) == f"{repository}:1@{second}",
+            timeout=30,
+            message=f"{name} rolled out to {second}",
+        )
+        took = time.monotonic() - pushed_at
+        assert took < 10, took  # one interval (1 s) and a pass, with room for a busy machine
+        # The spec file says which digest runs now.
+        assert f"imageDigest: {second}" in (specs_dir / "app.yaml").read_text()
+        assert "Traceback" not in ctl.logs()

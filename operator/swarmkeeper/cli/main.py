@@ -409,6 +409,13 @@ def watch(
     advertise_addr: Annotated[
         str | None, typer.Option(metavar="ADDR", help="With --init-swarm: the address to advertise.")
     ] = None,
+    image_interval: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="How often registries are asked for the digest of each followed tag (resolveImage: always).",
+        ),
+    ] = "1m",
     host: HostOpt = None,
     source: SourceOpt = "default",
     verbose: Verbose = 0,
@@ -429,6 +436,10 @@ def watch(
         period = duration_to_ns(interval) / 1e9
     except ValueError as exc:
         fail(f"--interval: {exc}", EXIT_INVALID)
+    try:
+        image_period = duration_to_ns(image_interval) / 1e9
+    except ValueError as exc:
+        fail(f"--image-interval: {exc}", EXIT_INVALID)
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", EXIT_INVALID)
@@ -439,7 +450,14 @@ def watch(
     if node is not None:
         out.print(f"initialised a single-node swarm (node {node[:12]})")
     loop = LoopOptions(
-        interval=period, prune=prune, force=force, once=once, source=source, host=host, metrics_addr=metrics_addr
+        interval=period,
+        prune=prune,
+        force=force,
+        once=once,
+        source=source,
+        host=host,
+        metrics_addr=metrics_addr,
+        image_interval=image_period,
     )
     raise typer.Exit(run_watch(WatchOptions(paths=paths, status=status, loop=loop)))  # type: ignore[arg-type]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
+from ..engine.images import RESOLVE_INTERVAL, follows_tags
 from ..engine.run import Clients, Options, PassOutcome, run_pass
 from ..loading import LoadResult, Manifest
 from ..swarm import labels as L
@@ -64,6 +65,9 @@ class LoopOptions:
     metrics_addr: str | None = None
     lease_ttl: float = 15.0
     requeue: float = 2.0  # a pass that left work for later (dependencies converging) runs again this soon
+    # How often a tag's digest is asked of its registry (resolveImage: always): a tag pushed again
+    # is rolled out within this time.
+    image_interval: float = RESOLVE_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class Controller:
                 source=self.options.source,
                 dependency_timeout=0.0,
                 revision=self.source.revision(),
+                image_interval=self.options.image_interval,
             )
             outcome = run_pass(self.last_good, self.clients, options, spec_errors=errors)
         self._report(outcome)
@@ -244,7 +249,7 @@ class Controller:
                 pacing.standing_by()
                 continue
             requeue = self.run_pass(reasons).requeue
-            pacing.passed(self.engine_ok, requeue)
+            pacing.passed(self.engine_ok, requeue, follow_tags=follows_tags(self.last_good or []))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s; finishing the current pass and stopping", signal.Signals(signum).name)
@@ -260,9 +265,10 @@ class _Pacing:
         self.next_resync = time.monotonic()
         self.backoff, self.requeue_delay = 0.5, options.requeue
         self.followups: list[float] = []
+        self.next_images = float("inf")  # when to ask registries about tags again (follow_tags)
 
     def timeout(self) -> float:
-        wake_at = min([self.next_resync, *self.followups])
+        wake_at = min([self.next_resync, self.next_images, *self.followups])
         return max(0.0, wake_at - time.monotonic())
 
     def woke(self, reasons: set[str]) -> None:
@@ -277,7 +283,9 @@ class _Pacing:
         """Another controller holds the lease: look again before it would expire."""
         self.next_resync = time.monotonic() + self.options.lease_ttl / 3
 
-    def passed(self, engine_ok: bool, requeue: bool) -> None:
+    def passed(self, engine_ok: bool, requeue: bool, *, follow_tags: bool = False) -> None:
+        # A pass asks a registry once its last answer is image_interval old: wake for that then.
+        self.next_images = time.monotonic() + self.options.image_interval if follow_tags else float("inf")
         if not engine_ok:
             self.next_resync = time.monotonic() + self.backoff
             self.backoff = min(self.backoff * 2, 30.0)

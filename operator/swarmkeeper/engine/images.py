@@ -92,5 +92,16 @@ def _ask(client: EngineClient, image: str, interval: float) -> tuple[str | None,
     return digest, error
 
 
+def follows_tags(manifests: Sequence[Manifest]) -> bool:
+    """Whether some service is pinned to whatever digest its tag has now (resolveImage: always),
+    so a long-running controller must ask the registry again from time to time."""
+    return any(
+        isinstance(m.resource, SwarmService)
+        and m.resource.spec.resolve_image == "always"
+        and "@" not in m.resource.spec.image
+        for m in manifests
+    )
+
+
 def _digest_of(image: str) -> str | None:
     return image.split("@", 1)[1] if "@" in image else None

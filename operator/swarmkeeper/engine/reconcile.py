@@ -22,7 +22,7 @@ from ..swarm.observe import SwarmState, observe
 from .apply import ApplyReport, StepResult, apply_plan
 from .cluster import ClusterOutcome, has_nodes, reconcile_clusters
 from .desired import Desired, resolve_desired
-from .images import pin_images
+from .images import RESOLVE_INTERVAL, pin_images
 from .plan import Plan, make_plan
 from .status import Change, compute_statuses
 
@@ -41,6 +41,7 @@ class Options:
     # Read the swarm again after the changes and compute each object's status: what the controllers
     # write back. A one-shot apply or diff prints the plan and results only, and saves the work.
     status: bool = True
+    image_interval: float = RESOLVE_INTERVAL  # a registry's answer on a tag's digest is kept this long
 
 
 @dataclass
@@ -102,7 +103,7 @@ def reconcile(
     # -- the objects --
     # No swarm yet (a dry run before bootstrap, or a bootstrap that failed): plan against an empty one.
     state = observe(client) if formed else SwarmState([], [], [], [], [])
-    pins = pin_images(client, manifests, state.managed_services) if formed else {}
+    pins = pin_images(client, manifests, state.managed_services, interval=options.image_interval) if formed else {}
     desired = resolve_desired(
         manifests, state, source=options.source, revision=options.revision, adopt=options.adopt, pins=pins
     )
