@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -612,3 +613,20 @@ def test_put_and_status_with_replace_one_condition_type() -> None:
     assert [c["type"] for c in new["conditions"]] == ["Synced", "Degraded", "Ready"]
     assert new["conditions"][1:] == old
     assert C.status_with(None, ready("True")) == {"conditions": [C.as_dict(ready("True"))]}
+
+
+def test_registry_notifications_name_the_pushed_tags() -> None:
+    from swarmkeeper.controller.registry_hook import pushed_tags
+
+    body = json.dumps(
+        {
+            "events": [
+                {"action": "push", "target": {"repository": "sk/app", "tag": "1"}, "request": {"host": "r:5000"}},
+                {"action": "pull", "target": {"repository": "sk/app", "tag": "1"}, "request": {"host": "r:5000"}},
+                {"action": "push", "target": {"repository": "sk/app", "digest": "sha256:x"}, "request": {}},
+            ]
+        }
+    ).encode()
+    assert pushed_tags(body) == ["r:5000/sk/app:1"]  # pulls and blob pushes (no tag) wake nothing
+    with pytest.raises(ValueError):
+        pushed_tags(b"not json")

@@ -16,13 +16,15 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from cli_helpers import sk, write_spec
-from controller_helpers import controller
+from controller_helpers import controller, free_port
 from helpers import wait_for
 from registry_fixtures import Registries, build_distinct_image, pull, push
 from swarmkeeper.engine.reconcile import reconcile
@@ -140,15 +142,10 @@ def test_one_registry_request_per_image_per_interval(
         assert again.plan.empty and distribution_calls() == 0, client.calls
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def own_registry(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A registry of the test's own (Debian's docker-registry), which the test may stop."""
+@contextmanager
+def registry_process(tmp_path: Path, notify: str | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A registry of the test's own (Debian's docker-registry), which the test may stop; with
+    ``notify`` (URL, token) it sends its push notifications there."""
     port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(
@@ -159,6 +156,7 @@ def own_registry(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             http: {{addr: 127.0.0.1:{port}}}
             """
         )
+        + (notify or "")
     )
     binary = "/usr/bin/docker-registry"
     assert os.access(binary, os.X_OK), f"{binary} is missing: ./dev installs docker-registry"
@@ -176,6 +174,12 @@ def own_registry(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
+
+
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with registry_process(tmp_path) as registry:
+        yield registry
 
 
 def test_a_registry_away_keeps_the_last_digest_and_says_why(
@@ -270,3 +274,43 @@ def test_watch_rolls_out_a_tag_pushed_again(
         # The spec file says which digest runs now.
         assert f"imageDigest: {second}" in (specs_dir / "app.yaml").read_text()
         assert "Traceback" not in ctl.logs()
+
+
+def test_a_registry_notification_rolls_out_a_push_at_once(
+    docker_api: docker.APIClient, namespace: str, specs_dir: Path, tmp_path: Path, scratch_images: list[str]
+) -> None:
+    hook, token = f"127.0.0.1:{free_port()}", f"tok-{namespace}"
+    (tmp_path / "token").write_text(token + "\n")
+    notify = textwrap.dedent(
+        f"""
+        notifications:
+          endpoints:
+            - name: swarmkeeper
+              url: http://{hook}/registry
+              headers: {{Authorization: [Bearer {token}]}}
+              timeout: 2s
+              threshold: 3
+              backoff: 1s
+        """
+    )
+    with registry_process(tmp_path, notify) as (host, _):
+        repository = f"{host}/sk/{namespace}"
+        push_new(docker_api, repository, scratch_images)
+        service(specs_dir, namespace, f"{repository}:1")
+        name = f"{namespace}_app"
+        # Polling every hour: only the notification can roll the push out in time.
+        args = ("--image-interval", "1h", "--registry-webhook-addr", hook, "--registry-webhook-token-file")
+        with controller(specs_dir, namespace, *args, str(tmp_path / "token")) as ctl:
+            wait_for(lambda: name in {s["Spec"]["Name"] for s in docker_api.services()}, timeout=30, message=name)
+            second = push_new(docker_api, repository, scratch_images)
+            pushed_at = time.monotonic()
+            wait_for(
+                lambda: live_image(docker_api, name) == f"{repository}:1@{second}",
+                timeout=20,
+                message=f"{name} rolled out to {second} on the registry's notification",
+            )
+            assert time.monotonic() - pushed_at < 10
+            assert "registry notification" in ctl.logs() and token not in ctl.logs()
+            # Without the token: 401, and nothing happens.
+            forged = requests.post(f"http://{hook}/registry", data=b'{"events": []}', timeout=5)
+            assert forged.status_code == 401

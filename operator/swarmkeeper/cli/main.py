@@ -416,6 +416,21 @@ def watch(
             help="How often registries are asked for the digest of each followed tag (resolveImage: always).",
         ),
     ] = "1m",
+    registry_webhook_addr: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Take a registry's push notifications on http://HOST:PORT/registry: a tag pushed again is "
+            "rolled out at once (needs --registry-webhook-token-file).",
+        ),
+    ] = None,
+    registry_webhook_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="The token the registry sends as Authorization: Bearer <token> (its endpoint's headers).",
+        ),
+    ] = None,
     host: HostOpt = None,
     source: SourceOpt = "default",
     verbose: Verbose = 0,
@@ -440,6 +455,7 @@ def watch(
         image_period = duration_to_ns(image_interval) / 1e9
     except ValueError as exc:
         fail(f"--image-interval: {exc}", EXIT_INVALID)
+    hook_token = _hook_token(registry_webhook_addr, registry_webhook_token_file)
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", EXIT_INVALID)
@@ -458,8 +474,27 @@ def watch(
         host=host,
         metrics_addr=metrics_addr,
         image_interval=image_period,
+        registry_hook_addr=registry_webhook_addr,
+        registry_hook_token=hook_token,
     )
     raise typer.Exit(run_watch(WatchOptions(paths=paths, status=status, loop=loop)))  # type: ignore[arg-type]
+
+
+def _hook_token(addr: str | None, token_file: Path | None) -> bytes:
+    """The registry notifications' token, read once; exit 2 on a missing or empty one."""
+    from ..loading.files import FileProblem, read_bounded
+
+    if addr is None:
+        return b""
+    if token_file is None:
+        fail("--registry-webhook-addr needs --registry-webhook-token-file", EXIT_INVALID)
+    try:
+        token = read_bounded(token_file, 4096).strip()
+    except FileProblem as exc:
+        fail(f"--registry-webhook-token-file {token_file}: {exc}", EXIT_INVALID)
+    if not token:
+        fail(f"--registry-webhook-token-file {token_file}: is empty", EXIT_INVALID)
+    return token
 
 
 def _register_extras() -> None:

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol
 
@@ -26,6 +26,8 @@ from .engine_events import EngineEvents
 from .lease_keeper import LeaseKeeper
 from .metrics import HealthServer, Metrics
 from .once import LastingStates
+from .registry_hook import REASON as REGISTRY
+from .registry_hook import RegistryHook
 from .triggers import Wakeup
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ class LoopOptions:
     # How often a tag's digest is asked of its registry (resolveImage: always): a tag pushed again
     # is rolled out within this time.
     image_interval: float = RESOLVE_INTERVAL
+    # A registry's push notifications (registry_hook.py): HOST:PORT to listen on, and the token.
+    registry_hook_addr: str | None = None
+    registry_hook_token: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,8 @@ class Controller:
                 source=self.options.source,
                 dependency_timeout=0.0,
                 revision=self.source.revision(),
-                image_interval=self.options.image_interval,
+                # A registry said a tag was pushed: ask again now, however recent the last answer.
+                image_interval=0.0 if REGISTRY in reasons else self.options.image_interval,
             )
             outcome = run_pass(self.last_good, self.clients, options, spec_errors=errors)
         self._report(outcome)
@@ -194,6 +200,11 @@ class Controller:
             return self._run_once()
         server = self._start_health_server()
         triggers: list[Trigger] = [*self.source.triggers(self.wakeup), EngineEvents(self._default_client, self.wakeup)]
+        if self.options.registry_hook_addr:
+            triggers.append(
+                RegistryHook(self.options.registry_hook_addr, self.options.registry_hook_token, self.wakeup)
+            )
+            log.info("registry notifications on http://%s/registry", self.options.registry_hook_addr)
         self.lease.start()
         for trigger in triggers:
             trigger.start()
