@@ -8,6 +8,7 @@ spec the engine is given and keeps, does not depend on that.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -229,7 +230,7 @@ def test_a_private_registry_with_the_login_of_the_docker_config(
     def docker_config(password: str) -> dict[str, str]:
         folder = tmp_path / f"docker-{len(password)}-{password[:1]}"
         folder.mkdir(exist_ok=True)
-        token = __import__("base64").b64encode(f"{registries.user}:{password}".encode()).decode()
+        token = base64.b64encode(f"{registries.user}:{password}".encode()).decode()
         (folder / "config.json").write_text(json.dumps({"auths": {registries.tls: {"auth": token}}}))
         return {"DOCKER_CONFIG": str(folder)}
 
@@ -314,3 +315,50 @@ def test_a_registry_notification_rolls_out_a_push_at_once(
             # Without the token: 401, and nothing happens.
             forged = requests.post(f"http://{hook}/registry", data=b'{"events": []}', timeout=5)
             assert forged.status_code == 401
+
+
+def test_a_cluster_names_its_registry_logins(
+    docker_api: docker.APIClient,
+    isolated_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.tls}/sk/{namespace}"
+    image = build_distinct_image(docker_api)
+    scratch_images.append(image)
+    digest = push(isolated_api, image, repository, "1", auth=registries.auth())
+    pull(isolated_api, repository, "1", auth=registries.auth())
+    write_spec(
+        specs_dir,
+        "cluster.yaml",
+        """
+        apiVersion: swarmkeeper.io/v1alpha1
+        kind: SwarmCluster
+        metadata: {name: here}
+        spec:
+          engine: {host: "unix:///var/run/docker.sock", registryAuthFile: logins/config.json}
+        """,
+    )
+    (specs_dir / "logins").mkdir()
+    service(specs_dir, namespace, f"{repository}:1")
+    spec = (specs_dir / "app.yaml").read_text().replace("spec:\n", "spec:\n  cluster: here\n")
+    (specs_dir / "app.yaml").write_text(spec)
+
+    def logins(password: str) -> None:
+        token = base64.b64encode(f"{registries.user}:{password}".encode()).decode()
+        (specs_dir / "logins" / "config.json").write_text(json.dumps({"auths": {registries.tls: {"auth": token}}}))
+
+    # The local docker config has no login for this registry: only the cluster's file can pin it.
+    empty = {"DOCKER_CONFIG": str(specs_dir / "nowhere")}
+    logins("not-the-" + registries.password)
+    res = sk("apply", specs_dir, env=empty)
+    assert res.code == 0, res.output
+    assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1"
+    assert registries.password not in res.output
+    logins(registries.password)
+    res = sk("apply", specs_dir, env=empty)
+    assert res.code == 0, res.output
+    assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1@{digest}"
+    assert registries.password not in res.output

@@ -33,6 +33,12 @@ class EngineEndpoint(Model):
     )
     tls: EngineTLS | None = None
     timeout: Duration = "60s"
+    registry_auth_file: str | None = Field(
+        default=None,
+        description="Registry logins for this engine's images: a docker client config (config.json with "
+        "auths, as docker login writes it), relative to the spec file. Used to pin images to digests and "
+        "sent with creates and updates, so every node can pull. The local docker config when omitted.",
+    )
 
 
 NodeRole = Literal["manager", "worker"]

@@ -10,6 +10,7 @@ private request helpers is in this module.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -17,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker import APIClient
+from docker import APIClient, auth
 from docker.tls import TLSConfig
 
 from ..api import EngineEndpoint
 from ..api.units import duration_to_ns
-from .errors import engine_errors
+from .errors import EngineError, engine_errors
 
 MUTATING = frozenset({"POST", "PUT", "DELETE"})
 
@@ -38,6 +39,19 @@ class EngineClient(APIClient):  # type: ignore[misc]
         # registry is asked at most once per image per interval whatever the number of passes.
         self.image_digests: dict[str, tuple[float, str | None, str | None]] = {}
         super().__init__(*args, **kwargs)
+
+    def use_registry_logins(self, config: Path) -> None:
+        """Registry logins from a docker client config file instead of the local one (docker-py
+        reads them into ``_auth_configs`` when it starts). Errors name the file, never its content."""
+        try:
+            text = config.read_text(encoding="utf-8")
+            data = json.loads(text)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a JSON docker config"
+            raise EngineError(f"registry logins {config}: {problem}") from None
+        if not isinstance(data, dict):
+            raise EngineError(f"registry logins {config}: not a JSON docker config")
+        self._auth_configs = auth.load_config(config_dict=data)
 
     def _count(self, method: str, url: str) -> None:
         path = url.split("://", 1)[-1]
@@ -148,4 +162,7 @@ def connect(endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = N
     # fail as an EngineError like any later call, so callers back off instead of crashing.
     with engine_errors():
         # One pooled connection per concurrent apply step (engine.apply runs up to 32 at once).
-        return EngineClient(version="auto", timeout=timeout, max_pool_size=32, **kwargs)
+        client = EngineClient(version="auto", timeout=timeout, max_pool_size=32, **kwargs)
+    if endpoint.registry_auth_file is not None:
+        client.use_registry_logins((base_dir or Path.cwd()) / endpoint.registry_auth_file)
+    return client
