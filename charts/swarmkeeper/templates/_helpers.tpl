@@ -61,6 +61,7 @@ app.kubernetes.io/component: operator
 # Secrets and ConfigMaps: get reads the key a SwarmSecret's (Secret) or SwarmConfig's (ConfigMap)
 # spec.secretRef names; list and watch let a rotated value reach the swarm at once instead of at
 # the next resync. Values go only into swarm secrets/configs, never into logs, status or Events.
+# get also reads operator.registryAuthSecret (registry logins), sent only to the engine.
 - apiGroups: [""]
   resources: [secrets, configmaps]
   verbs: [get, list, watch]

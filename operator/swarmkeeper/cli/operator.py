@@ -48,6 +48,14 @@ def operator(
     lease_ttl: Annotated[
         str, typer.Option(metavar="DURATION", help="How long a silent holder keeps the Lease.")
     ] = "15s",
+    registry_auth_secret: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Registry logins: the Secret NAME (type kubernetes.io/dockerconfigjson) of each namespace, "
+            "as a pod's imagePullSecrets; used to pin images and sent so every node can pull.",
+        ),
+    ] = None,
     log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")] = 0,
 ) -> None:
@@ -80,6 +88,7 @@ def operator(
         lease_namespace=lease_ns or "default",
         lease_name=lease_name,
         lease_ttl=ttl_s,
+        registry_secret=registry_auth_secret,
     )
     raise typer.Exit(run_operator(options))
 

@@ -11,6 +11,7 @@ passes of one namespace at once. It must not know about kopf; it only gets CR bo
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from ..sources.kubernetes import (
     CustomResource,
     KubeApi,
     NamespaceSpecs,
+    ValueReadError,
     load_namespace,
     merge_patch,
     problem_status,
@@ -55,10 +57,14 @@ class _Memory:
 
 
 class NamespaceReconciler:
-    def __init__(self, kube: KubeApi, metrics: Metrics, host: str | None = None) -> None:
+    def __init__(
+        self, kube: KubeApi, metrics: Metrics, host: str | None = None, registry_secret: str | None = None
+    ) -> None:
         self.kube = kube
         self.metrics = metrics
         self.host = host
+        self.registry_secret = registry_secret  # the Secret (dockerconfigjson) with each namespace's registry logins
+        self._login_problems: dict[str, str] = {}  # namespace → what is wrong with its Secret, said once
         self._clients: dict[str, Clients] = {}  # per namespace: a namespace's pass is their only user
         self._memory: dict[str, _Memory] = {}
         self._owned: dict[str, Counter[str]] = {}
@@ -83,6 +89,8 @@ class NamespaceReconciler:
         started = time.monotonic()
         specs = load_namespace(bodies, self.kube.read_value)
         clients = self._clients_of(namespace)
+        if self.registry_secret:
+            clients.use_registry_logins(self._registry_logins(namespace, self.registry_secret))
         options = Options(source=source_name(namespace), dependency_timeout=0.0)
         outcome = run_pass(specs.manifests, clients, options, empty_pass=False)
         outcome.spec_errors = [e for problem in specs.problems.values() for e in problem.errors]
@@ -105,6 +113,32 @@ class NamespaceReconciler:
         changed = len(outcome.applied)
         log.debug("namespace %s: pass took %.0f ms, %d change(s)", namespace, outcome.duration * 1000, changed)
         return PassResult(engine_ok=outcome.engine_ok, requeue=outcome.requeue, changed=changed)
+
+    def _registry_logins(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The namespace's registry logins: its Secret ``name`` of type kubernetes.io/dockerconfigjson,
+        as for a pod's imagePullSecrets; None (the operator's own docker config) without one."""
+        problem, config = "", None
+        try:
+            data = self.kube.read_value("Secret", namespace, name)
+        except ValueReadError as exc:
+            data, problem = None, f"cannot be read: {exc}"
+        if data is not None:
+            raw = data.get(".dockerconfigjson")
+            try:
+                parsed = json.loads(raw) if raw is not None else None
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                config = parsed
+            else:
+                problem = "has no .dockerconfigjson key holding a docker config (type kubernetes.io/dockerconfigjson)"
+        if problem != self._login_problems.get(namespace, ""):
+            if problem:
+                log.error("namespace %s: registry logins: Secret %s %s", namespace, name, problem)
+            else:
+                log.info("namespace %s: registry logins: Secret %s is usable again", namespace, name)
+            self._login_problems[namespace] = problem
+        return config
 
     def _publish_outcome(self, outcome: PassOutcome, specs: NamespaceSpecs) -> None:
         for key, status in outcome.statuses.items():

@@ -75,6 +75,7 @@ class OperatorOptions:
     lease_name: str = "swarmkeeper-operator"
     lease_ttl: float = 15.0
     identity: str = field(default_factory=lambda: default_identity())
+    registry_secret: str | None = None  # each namespace's Secret (dockerconfigjson) with its registry logins
 
 
 def default_identity() -> str:
@@ -357,7 +358,7 @@ async def serve(options: OperatorOptions) -> int:
         ["controller"],
         registry=metrics.registry,
     )
-    reconciler = NamespaceReconciler(kube, metrics, options.host)
+    reconciler = NamespaceReconciler(kube, metrics, options.host, options.registry_secret)
     op = Operator(options, reconciler)
     lease = KubeLease(kube.custom, options.lease_namespace, options.lease_name, options.identity, options.lease_ttl)
     health = _Health(lease, op, reconciler)

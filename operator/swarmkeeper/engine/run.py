@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from ..api import Key, ObjectStatus, SwarmCluster
 from ..loading import Manifest, SpecError
@@ -47,6 +48,23 @@ class Clients:
         self.host = host
         self._clients: dict[tuple[str | None, str], EngineClient] = {}
         self._lock = threading.Lock()
+        self._logins: Mapping[str, Any] | None = None
+
+    def use_registry_logins(self, config: Mapping[str, Any] | None) -> None:
+        """Registry logins (a parsed docker config) for every engine without logins of its own; None:
+        the local docker config's, as at start."""
+        if config == self._logins:
+            return
+        self._logins = config
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            self._apply_logins(client)
+
+    def _apply_logins(self, client: EngineClient) -> None:
+        if client.own_logins:
+            return
+        client.set_registry_logins(self._logins)
 
     @staticmethod
     def _endpoint(cluster: str | None, manifests: Sequence[Manifest]) -> str:
@@ -66,6 +84,8 @@ class Clients:
             client = connect_target(cluster, manifests, host=self.host)
         except LookupError as exc:
             raise EngineError(str(exc)) from None
+        if self._logins is not None:
+            self._apply_logins(client)
         with self._lock:
             for old in [k for k in self._clients if k[0] == cluster]:
                 self._clients.pop(old).close()

@@ -38,6 +38,7 @@ class EngineClient(APIClient):  # type: ignore[misc]
         # Image reference → (when asked, digest or None, the registry's error or None), so a
         # registry is asked at most once per image per interval whatever the number of passes.
         self.image_digests: dict[str, tuple[float, str | None, str | None]] = {}
+        self.own_logins = False  # registry logins of the engine's own (a SwarmCluster's registryAuthFile)
         super().__init__(*args, **kwargs)
 
     def use_registry_logins(self, config: Path) -> None:
@@ -51,7 +52,13 @@ class EngineClient(APIClient):  # type: ignore[misc]
             raise EngineError(f"registry logins {config}: {problem}") from None
         if not isinstance(data, dict):
             raise EngineError(f"registry logins {config}: not a JSON docker config")
-        self._auth_configs = auth.load_config(config_dict=data)
+        self.set_registry_logins(data)
+        self.own_logins = True
+
+    def set_registry_logins(self, config: Mapping[str, Any] | None) -> None:
+        """Registry logins from a parsed docker client config (``{"auths": {...}}``); None: the local
+        docker config's again."""
+        self._auth_configs = auth.load_config() if config is None else auth.load_config(config_dict=dict(config))
 
     def _count(self, method: str, url: str) -> None:
         path = url.split("://", 1)[-1]
