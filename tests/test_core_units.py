@@ -630,3 +630,35 @@ def test_registry_notifications_name_the_pushed_tags() -> None:
     assert pushed_tags(body) == ["r:5000/sk/app:1"]  # pulls and blob pushes (no tag) wake nothing
     with pytest.raises(ValueError):
         pushed_tags(b"not json")
+
+
+@pytest.mark.parametrize(
+    ("tags", "wanted", "picked"),
+    [
+        (["1.2.0", "1.3.0", "2.0.0", "latest"], ">=1.2,<2", "1.3.0"),
+        (["v1.3.1", "1.3.1", "1.2"], ">=1.2,<2", "1.3.1"),  # one version, two tags: the plainer one
+        (["1.4.0rc1", "1.3.0"], ">=1.2,<2", "1.3.0"),  # no pre-release unless the range names one
+        (["1.4.0rc1", "1.3.0"], ">=1.4.0rc1", "1.4.0rc1"),
+        (["main", "sha-1234"], ">=1", None),
+    ],
+)
+def test_the_highest_tag_in_a_range(tags: list[str], wanted: str, picked: str | None) -> None:
+    from swarmkeeper.swarm.images import pick_tag
+
+    assert pick_tag(tags, wanted) == picked
+
+
+@pytest.mark.parametrize(
+    ("reference", "normalized", "repository"),
+    [
+        ("redis", "redis:latest", "redis"),
+        ("redis:7", "redis:7", "redis"),
+        ("127.0.0.1:5000/sk/app", "127.0.0.1:5000/sk/app:latest", "127.0.0.1:5000/sk/app"),
+        ("host:5000/a/b:1@sha256:ab", "host:5000/a/b:1@sha256:ab", "host:5000/a/b"),
+    ],
+)
+def test_image_references_as_the_docker_cli_reads_them(reference: str, normalized: str, repository: str) -> None:
+    from swarmkeeper.swarm.images import normalize_image, repository_of
+
+    assert normalize_image(reference) == normalized
+    assert repository_of(reference) == repository

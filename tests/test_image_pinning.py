@@ -362,3 +362,41 @@ def test_a_cluster_names_its_registry_logins(
     assert res.code == 0, res.output
     assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1@{digest}"
     assert registries.password not in res.output
+
+
+def test_a_semver_range_runs_the_highest_tag_in_it_and_follows_new_ones(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    digests = {}
+    for tag in ("1.2.0", "1.3.0", "v1.3.1", "2.0.0", "1.5.0rc1", "latest"):
+        image = build_distinct_image(docker_api)
+        scratch_images.append(image)
+        digests[tag] = push(docker_api, image, repository, tag)
+        pull(docker_api, repository, tag)
+    service(specs_dir, namespace, f"{repository}:1.2.0")
+    spec = (specs_dir / "app.yaml").read_text() + '  imagePolicy: {semver: ">=1.2 <2"}\n'
+    (specs_dir / "app.yaml").write_text(spec)
+    name = f"{namespace}_app"
+    res = sk("apply", specs_dir)
+    assert res.code == 0, res.output
+    # The highest version inside the range: not 2.0.0, not the pre-release, not "latest".
+    assert live_image(docker_api, name) == f"{repository}:v1.3.1@{digests['v1.3.1']}"
+    with controller(specs_dir, namespace, "--image-interval", "1s"):
+        image = build_distinct_image(docker_api)
+        scratch_images.append(image)
+        newer = push(docker_api, image, repository, "1.4.0")
+        pull(docker_api, repository, "1.4.0")
+        wait_for(
+            lambda: live_image(docker_api, name) == f"{repository}:1.4.0@{newer}",
+            timeout=30,
+            message=f"{name} moved to 1.4.0",
+        )
+    bad = spec.replace(">=1.2 <2", "about two")
+    (specs_dir / "app.yaml").write_text(bad)
+    res = sk("validate", specs_dir)
+    assert res.code == 2 and "imagePolicy.semver" in res.stderr and "is not a version range" in res.stderr

@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
 
 from .base import API_VERSION, NAME_PATTERN, ClusterRef, Model, Name, ObjectMeta, ObjectStatus, StrMap
 from .units import ByteSize, CPUs, Duration
@@ -195,6 +195,32 @@ class LogDriver(Model):
 ServiceMode = Literal["replicated", "global", "replicated-job", "global-job"]
 
 
+def _check_range(value: str) -> str:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        SpecifierSet(version_range(value))
+    except InvalidSpecifier:
+        raise ValueError(f"{value!r} is not a version range like '>=1.2 <2'") from None
+    return value
+
+
+def version_range(text: str) -> str:
+    """``">=1.2 <2"`` (space or comma separated) as a PEP 440 specifier set, ``">=1.2,<2"``."""
+    return ",".join(part for part in text.replace(",", " ").split())
+
+
+class ImagePolicy(Model):
+    """Which tag of the image's repository to run, picked again whenever the registry changes."""
+
+    semver: Annotated[str, AfterValidator(_check_range)] = Field(
+        description='Run the highest version tag in this range, e.g. ">=1.2 <2" (comparisons separated '
+        "by spaces or commas; a leading v in tags is fine; pre-releases only if the range names one). "
+        "The tag in image is where to start; the picked tag, pinned to its digest, is what runs.",
+        min_length=1,
+    )
+
+
 class SwarmServiceSpec(ClusterRef):
     image: str = Field(description="Image reference, optionally pinned: name:tag@sha256:<digest>.")
     resolve_image: Literal["always", "changed", "never"] = Field(
@@ -203,6 +229,7 @@ class SwarmServiceSpec(ClusterRef):
         "--resolve-image does: always (a tag pushed again rolls the service), changed (only when the "
         "image in the spec changes) or never (the tag as written; each node pulls it on its own).",
     )
+    image_policy: ImagePolicy | None = None
     with_registry_auth: bool = Field(
         default=True,
         description="Send the registry credentials of the local docker config to the engine, as "

@@ -17,12 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..api import Key, SwarmService
+from ..api.service import version_range
 from ..loading import Manifest
 from ..swarm.connect import EngineClient
 from ..swarm.errors import EngineError
-from ..swarm.images import normalize_image
+from ..swarm.images import normalize_image, pick_tag, repository_of
 from ..swarm.observe import Obj
-from ..swarm.registry import resolve_digest
+from ..swarm.registry import list_tags, resolve_digest
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ def pin_images(
 
 def _pin(client: EngineClient, svc: SwarmService, running: str | None, interval: float) -> Pin:
     wanted = normalize_image(svc.spec.image)
+    if svc.spec.image_policy is not None:
+        picked, problem = _pick(client, wanted, svc.spec.image_policy.semver, running, interval)
+        if problem is not None:
+            return picked if picked is not None else Pin(wanted, problem=problem)
+        wanted = picked.image if picked is not None else wanted
     pinned_before = running if running and running.split("@", 1)[0] == wanted and "@" in running else None
     if "@" in wanted or svc.spec.resolve_image == "never":
         return Pin(wanted, digest=_digest_of(wanted))
@@ -79,6 +85,35 @@ def _pin(client: EngineClient, svc: SwarmService, running: str | None, interval:
     return Pin(wanted)
 
 
+def _pick(
+    client: EngineClient, image: str, semver: str, running: str | None, interval: float
+) -> tuple[Pin | None, str | None]:
+    """The repository's highest tag in the range (as a Pin of ``name:tag``), or what runs now and
+    why the registry could not say (the running image is kept then, as for a digest)."""
+    repository = repository_of(image)
+    tags, error = _tags(client, repository, interval)
+    tag = pick_tag(tags, version_range(semver)) if tags is not None else None
+    if tag is not None:
+        return Pin(f"{repository}:{tag}"), None
+    problem = error or f"no tag of {repository} is in the range {semver}"
+    if running is not None and repository_of(running) == repository:
+        return Pin(running, digest=_digest_of(running), problem=problem), problem
+    return None, problem
+
+
+def _tags(client: EngineClient, repository: str, interval: float) -> tuple[list[str] | None, str | None]:
+    now = time.monotonic()
+    cached = client.image_tags.get(repository)
+    if cached is not None and now - cached[0] < interval:
+        return cached[1], cached[2]
+    try:
+        tags, error = list_tags(client, repository), None
+    except EngineError as exc:
+        tags, error = None, str(exc)
+    client.image_tags[repository] = (now, tags, error)
+    return tags, error
+
+
 def _ask(client: EngineClient, image: str, interval: float) -> tuple[str | None, str | None]:
     now = time.monotonic()
     cached = client.image_digests.get(image)
@@ -97,8 +132,10 @@ def follows_tags(manifests: Sequence[Manifest]) -> bool:
     so a long-running controller must ask the registry again from time to time."""
     return any(
         isinstance(m.resource, SwarmService)
-        and m.resource.spec.resolve_image == "always"
-        and "@" not in m.resource.spec.image
+        and (
+            m.resource.spec.image_policy is not None
+            or (m.resource.spec.resolve_image == "always" and "@" not in m.resource.spec.image)
+        )
         for m in manifests
     )
 

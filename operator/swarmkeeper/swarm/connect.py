@@ -38,6 +38,7 @@ class EngineClient(APIClient):  # type: ignore[misc]
         # Image reference → (when asked, digest or None, the registry's error or None), so a
         # registry is asked at most once per image per interval whatever the number of passes.
         self.image_digests: dict[str, tuple[float, str | None, str | None]] = {}
+        self.image_tags: dict[str, tuple[float, list[str] | None, str | None]] = {}  # repository → its tags
         self.own_logins = False  # registry logins of the engine's own (a SwarmCluster's registryAuthFile)
         super().__init__(*args, **kwargs)
 
@@ -54,6 +55,13 @@ class EngineClient(APIClient):  # type: ignore[misc]
             raise EngineError(f"registry logins {config}: not a JSON docker config")
         self.set_registry_logins(data)
         self.own_logins = True
+
+    def registry_login(self, registry: str) -> tuple[str, str] | None:
+        """(user, password) this client holds for ``registry`` (docker config or set logins), if any."""
+        found = auth.resolve_authconfig(self._auth_configs, registry)
+        if not found or not found.get("username") or not found.get("password"):
+            return None
+        return str(found["username"]), str(found["password"])
 
     def set_registry_logins(self, config: Mapping[str, Any] | None) -> None:
         """Registry logins from a parsed docker client config (``{"auths": {...}}``); None: the local
