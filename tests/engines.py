@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import re
 import shlex
@@ -64,7 +65,8 @@ DOCKERD = "/usr/sbin/dockerd"
 # in the caller's PATH), no proxy variables, and no registry pull attempt for images that exist
 # locally (the executor would otherwise try to pull every task's image first).
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-DAEMON_ENV = {"PATH": SYSTEM_PATH, "HOME": "/root", "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+PREFER_OFFLINE = "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"
+DAEMON_ENV = {"PATH": SYSTEM_PATH, "HOME": "/root", PREFER_OFFLINE: "1"}
 
 NODE_NET = "10.231.0"  # node i is 10.231.0.i/24; only exists inside the namespaces created here
 NODE_PREFIX_LEN = 24
@@ -324,6 +326,10 @@ class EngineNode:
     name: str
     address: str
     socket: str
+    # Registries the daemon may reach over plain HTTP (its daemon.json's insecure-registries), and
+    # whether tasks pull their images (by default they use the local image as it is).
+    insecure_registries: tuple[str, ...] = ()
+    pulls: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _client: docker.APIClient | None = field(default=None, init=False, repr=False)
 
@@ -411,7 +417,8 @@ class EngineNode:
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         self.data_root.mkdir(parents=True, exist_ok=True)
         # An explicit (empty) config file: a host /etc/docker/daemon.json must not leak into tests.
-        self.config_file.write_text("{}\n")
+        config = {"insecure-registries": list(self.insecure_registries)} if self.insecure_registries else {}
+        self.config_file.write_text(json.dumps(config) + "\n")
         with self.log_path.open("ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} starting dockerd of {self.name}\n".encode())
             log.flush()
@@ -422,7 +429,7 @@ class EngineNode:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=DAEMON_ENV,
+                env={k: v for k, v in DAEMON_ENV.items() if not (self.pulls and k == PREFER_OFFLINE)},
                 start_new_session=True,
             )
         self._wait_answering(START_TIMEOUT)
@@ -583,9 +590,16 @@ class EngineNode:
 # ---------------------------------------------------------------------------
 
 
-def _node_for(prefix: str, index: int) -> EngineNode:
+def _node_for(prefix: str, index: int, insecure: tuple[str, ...] = (), pulls: bool = False) -> EngineNode:
     name = f"{prefix}{index}"
-    return EngineNode(index=index, name=name, address=f"{NODE_NET}.{index}", socket=f"unix://{RUN_ROOT}/{name}.sock")
+    return EngineNode(
+        index=index,
+        name=name,
+        address=f"{NODE_NET}.{index}",
+        socket=f"unix://{RUN_ROOT}/{name}.sock",
+        insecure_registries=insecure,
+        pulls=pulls,
+    )
 
 
 class EngineCluster:
@@ -597,7 +611,9 @@ class EngineCluster:
     must be used by one group at a time, because :meth:`up` first removes whatever carries it.
     """
 
-    def __init__(self, count: int, *, prefix: str = "skn") -> None:
+    def __init__(
+        self, count: int, *, prefix: str = "skn", insecure_registries: tuple[str, ...] = (), pulls: bool = False
+    ) -> None:
         if not 1 <= count <= 99:
             raise ValueError(f"count must be 1..99, not {count}")
         # Letters only: a digit at the end would make "<prefix><i>" ambiguous; at most 8 so that
@@ -606,7 +622,7 @@ class EngineCluster:
             raise ValueError(f"prefix must be 2-8 lowercase letters, not {prefix!r}")
         self.prefix = prefix
         self.bridge_netns = f"{prefix}br"
-        self.nodes: list[EngineNode] = [_node_for(prefix, i) for i in range(1, count + 1)]
+        self.nodes: list[EngineNode] = [_node_for(prefix, i, insecure_registries, pulls) for i in range(1, count + 1)]
         self.managers = 0  # set by init_swarm
 
     def __enter__(self) -> EngineCluster:
@@ -756,6 +772,22 @@ class EngineCluster:
             if time.monotonic() >= deadline:
                 raise EngineError(f"swarm not healthy after {timeout:.0f}s: {last}\n\n{self.log_tails()}")
             time.sleep(0.3)
+
+    def serve_on_bridge(self, address: str, command: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """Run ``command`` (a registry, say) in the bridge's namespace, which gets ``address`` too,
+        so every node reaches it and nothing outside does. The caller stops it before :meth:`down`."""
+        _run(
+            ["ip", "-n", self.bridge_netns, "addr", "add", f"{address}/{NODE_PREFIX_LEN}", "dev", "br0"],
+            f"{address} on the bridge",
+        )
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [_tool("ip"), "netns", "exec", self.bridge_netns, *command],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log_tails(self, lines: int = 15) -> str:
         """The end of every node's daemon log, for failure messages."""

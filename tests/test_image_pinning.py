@@ -26,6 +26,7 @@ import requests
 
 from cli_helpers import sk, write_spec
 from controller_helpers import controller, free_port
+from git_helpers import GitRepo, git, sync_process
 from helpers import wait_for
 from registry_fixtures import Registries, build_distinct_image, pull, push
 from swarmkeeper.engine.reconcile import reconcile
@@ -400,3 +401,51 @@ def test_a_semver_range_runs_the_highest_tag_in_it_and_follows_new_ones(
     (specs_dir / "app.yaml").write_text(bad)
     res = sk("validate", specs_dir)
     assert res.code == 2 and "imagePolicy.semver" in res.stderr and "is not a version range" in res.stderr
+
+
+def test_sync_commits_the_image_that_runs_back_into_git(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    tmp_path: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    repo = GitRepo(tmp_path / "repo")
+    repo.write(
+        "specs/app.yaml",
+        f"""
+        # The image line below is kept up to date by swarmkeeper sync --write-images.
+        apiVersion: swarmkeeper.io/v1alpha1
+        kind: SwarmService
+        metadata: {{name: app, namespace: {namespace}}}
+        spec:
+          image: {repository}:1   # follows tag 1
+          imagePolicy: {{}}
+          command: [sleep, "1d"]
+          stopGracePeriod: 1s
+        """,
+    )
+    repo.commit("app: follow tag 1")
+    name = f"{namespace}_app"
+    args: list[str | Path] = ["--repo", repo.origin, "--path", "specs", "--name", f"{namespace}-git"]
+    args += ["--cache-dir", tmp_path / "cache", "--interval", "1s", "--image-interval", "1s", "--write-images"]
+    args += ["--git-author", "Image Bot <bot@example.com>", "--signoff"]
+
+    def committed() -> str:
+        return git("show", "main:specs/app.yaml", cwd=repo.origin)
+
+    with sync_process(*args, log=tmp_path / "sync.log") as ctl:
+        wait_for(lambda: f"image: {repository}:1@{first}   # follows tag 1" in committed(), timeout=60)
+        assert live_image(docker_api, name) == f"{repository}:1@{first}"
+        second = push_new(docker_api, repository, scratch_images)
+        wait_for(lambda: f"image: {repository}:1@{second}   # follows tag 1" in committed(), timeout=60)
+        wait_for(lambda: live_image(docker_api, name) == f"{repository}:1@{second}", timeout=30)
+        log = git("log", "-1", "--format=%an <%ae>%n%B", "main", cwd=repo.origin)
+        assert "Image Bot <bot@example.com>" in log
+        assert f"{repository}:1@{first} -> {repository}:1@{second}" in log
+        assert "Signed-off-by: Image Bot <bot@example.com>" in log
+        # Everything but the image's value is as it was written, comments included.
+        assert committed().startswith("# The image line below is kept up to date")
+        assert "Traceback" not in ctl.logs()

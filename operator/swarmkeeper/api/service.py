@@ -211,12 +211,15 @@ def version_range(text: str) -> str:
 
 
 class ImagePolicy(Model):
-    """Which tag of the image's repository to run, picked again whenever the registry changes."""
+    """Which image of the repository to run, picked again whenever the registry changes. With a
+    policy, the digest written in ``image`` is where swarmkeeper last pinned it (``sync
+    --write-images`` writes it back), not a pin of the spec's own: the policy decides."""
 
-    semver: Annotated[str, AfterValidator(_check_range)] = Field(
+    semver: Annotated[str, AfterValidator(_check_range)] | None = Field(
+        default=None,
         description='Run the highest version tag in this range, e.g. ">=1.2 <2" (comparisons separated '
         "by spaces or commas; a leading v in tags is fine; pre-releases only if the range names one). "
-        "The tag in image is where to start; the picked tag, pinned to its digest, is what runs.",
+        "Without it: the tag written in image, pinned to the digest it has now.",
         min_length=1,
     )
 

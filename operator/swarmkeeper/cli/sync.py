@@ -7,6 +7,7 @@ turned into one ``SyncSettings`` per source; the loop is ``controller.sync``'s.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -51,6 +52,11 @@ class SourceArgs:
     timeout: str = "5m"
     metrics_addr: str | None = None
     host: str | None = None
+    image_interval: str = "1m"
+    write_images: bool = False
+    image_branch: str | None = None
+    git_author: str | None = None
+    signoff: bool = False
 
 
 _PATH_FIELDS = (
@@ -73,14 +79,18 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
     from pydantic import SecretStr
 
     from ..controller.loop import LoopOptions
-    from ..controller.sync import SyncSettings
-    from ..sources.git import GitSource, cache_dir_for
+    from ..controller.sync import ImageWriteBack, SyncSettings
+    from ..sources.git import DEFAULT_AUTHOR, GitSource, cache_dir_for
     from ..sources.git_transport import GitAuth
     from ..sources.sops import AgeKeys, SopsError
 
     if not args.repo:
         raise Invalid(f"{where}--repo: a repository URL or path is required")
     interval = _duration(where, "--interval", args.interval, 0.1)
+    image_interval = _duration(where, "--image-interval", args.image_interval, 0.1)
+    author = args.git_author or DEFAULT_AUTHOR
+    if not re.fullmatch(r"[^<>\n]+ <[^<>\s]+>", author):
+        raise Invalid(f"{where}--git-author: write it as 'Name <email>'")
     timeout = _duration(where, "--timeout", args.timeout, 1.0)
     token = _token(args, where)
     auth = GitAuth(
@@ -109,6 +119,7 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
         source=name,
         host=args.host,
         metrics_addr=args.metrics_addr,
+        image_interval=image_interval,
     )
     return SyncSettings(
         git=git,
@@ -121,6 +132,7 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
         timeout=timeout,
         webhook_secret=secret,
         age_keys=keys,
+        images=ImageWriteBack(args.image_branch, author, args.signoff) if args.write_images else None,
     )
 
 
@@ -295,6 +307,24 @@ def register(app: typer.Typer) -> None:
         host: Annotated[
             str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", metavar="URL", help="Default engine.")
         ] = None,
+        image_interval: Annotated[
+            str, typer.Option(metavar="DURATION", help="How often registries are asked about followed tags.")
+        ] = "1m",
+        write_images: Annotated[
+            bool,
+            typer.Option(
+                help="Commit the image each service with an imagePolicy runs (name:tag@digest) back into its "
+                "spec file, so Git names what runs.",
+            ),
+        ] = False,
+        image_branch: Annotated[
+            str | None,
+            typer.Option(metavar="BRANCH", help="With --write-images: commit to this branch (default: --ref's)."),
+        ] = None,
+        git_author: Annotated[
+            str | None, typer.Option(metavar="'NAME <EMAIL>'", help="Author of the commits swarmkeeper makes.")
+        ] = None,
+        signoff: Annotated[bool, typer.Option(help="Add a Signed-off-by line to those commits.")] = False,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
     ) -> None:
         """Keep the swarm in step with specs in a Git repository.
@@ -334,6 +364,11 @@ def register(app: typer.Typer) -> None:
             timeout=timeout,
             metrics_addr=metrics_addr,
             host=host,
+            image_interval=image_interval,
+            write_images=write_images,
+            image_branch=image_branch,
+            git_author=git_author,
+            signoff=signoff,
         )
         try:
             if config is not None:

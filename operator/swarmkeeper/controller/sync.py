@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from ..api import Key, ObjectStatus
+from ..api import Key, ObjectStatus, SwarmService
 from ..engine.conditions import now
 from ..engine.reconcile import Outcome
 from ..engine.run import Clients, Options, PassOutcome, run_pass
@@ -44,6 +44,7 @@ from ..sources.git import Commit, GitError, GitSource
 from ..sources.sops import AgeKeys
 from ..sources.sync_status import Revisions
 from ..sources.webhook import Push, Route, WebhookServer
+from ..swarm.images import normalize_image
 from . import release as R
 from .loop import Controller, LoopOptions, PassResult, Trigger
 from .triggers import Wakeup
@@ -51,6 +52,15 @@ from .triggers import Wakeup
 log = logging.getLogger(__name__)
 
 KEEP_LOADED = 4  # revisions whose loaded specs are kept in memory (current, last good, a spare)
+
+
+@dataclass(frozen=True)
+class ImageWriteBack:
+    """``--write-images``: where and as whom the images that run are committed back into the specs."""
+
+    branch: str | None  # None: the tracked branch
+    author: str
+    signoff: bool
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class SyncSettings:
     webhook_secret: bytes | None = field(default=None, repr=False)
     age_keys: AgeKeys | None = field(default=None, repr=False)
     environ: Mapping[str, str] | None = field(default=None, repr=False)
+    images: ImageWriteBack | None = None
 
     @property
     def name(self) -> str:
@@ -202,7 +213,48 @@ class GitLoopSource:
                 log.log(event.level, "%s: %s", self.name, event.message(self._describe))
             if decision.rollback and self._wakeup is not None:
                 self._wakeup.poke("rollback")
+            self._write_back_images(manifests, outcome.pinned_images)
         self.write_status()
+
+    # -- images back into Git -------------------------------------------------------------------
+    def _write_back_images(self, manifests: Sequence[Manifest], pinned: Mapping[Key, str]) -> None:
+        """Commit the image each service with an imagePolicy now runs into its spec file, when the
+        applied revision names another: Git then says what runs, and the next fetch applies it."""
+        images = self.settings.images
+        good = self.good
+        if images is None or good is None or self.revisions.fetched != good:
+            return  # only on top of what is applied: a newer commit is being decided on
+        edits = image_edits(manifests, pinned)
+        if not edits:
+            return
+        branch = images.branch or self.git.ref.removeprefix("refs/heads/")
+        files: dict[str, bytes] = {}
+        lines: list[str] = []
+        for path, changes in edits.items():
+            try:
+                text = self.git.read_file(good, path).decode("utf-8")
+            except (GitError, UnicodeDecodeError) as exc:
+                log.error("%s: cannot write images back into %s: %s", self.name, path, exc)
+                return
+            files[path] = rewrite_images(text, changes).encode("utf-8")
+            lines += [f"{c.what}: {c.old} -> {c.new}" for c in changes]
+        message = f"swarmkeeper: images of {self.name}\n\n" + "\n".join(lines) + "\n"
+        if images.signoff:
+            message += f"\nSigned-off-by: {images.author}\n"
+        same_branch = images.branch is None or branch == self.git.ref.removeprefix("refs/heads/")
+        try:
+            sha = self.git.commit_files(
+                branch, files, message, author=images.author, parent_must_be=good if same_branch else None
+            )
+        except GitError as exc:
+            log.error("%s: cannot commit images to %s: %s", self.name, branch, exc)
+            return
+        if sha is None:
+            return  # the branch moved meanwhile (the next fetch decides), or nothing to change
+        log.info("%s: committed %s to %s: %s", self.name, sha[:12], branch, "; ".join(lines))
+        if same_branch and self._wakeup is not None:
+            self._fetch_due.set()
+            self._wakeup.poke("images")
 
     def release_deadline(self) -> float | None:
         release = self.release
@@ -307,6 +359,42 @@ class GitLoopSource:
             log.error("%s: status branch: %s", self.name, exc)
             return
         self._branch_pushed, self._branch_pushed_at = content, time.monotonic()
+
+
+@dataclass(frozen=True)
+class ImageEdit:
+    line: int  # 1-based line of the spec's image: key
+    what: str  # "SwarmService ns/web"
+    old: str
+    new: str
+
+
+def image_edits(manifests: Sequence[Manifest], pinned: Mapping[Key, str]) -> dict[str, list[ImageEdit]]:
+    """Per spec file, the image: values to rewrite: services with an imagePolicy whose pinned
+    image differs from what the file says."""
+    out: dict[str, list[ImageEdit]] = {}
+    for m in manifests:
+        res = m.resource
+        if not isinstance(res, SwarmService) or res.spec.image_policy is None or m.origin is None:
+            continue
+        new = pinned.get(m.key)
+        at = m.positions.get(("spec", "image"))
+        if new is None or at is None or new == normalize_image(res.spec.image):
+            continue
+        what = f"SwarmService {m.namespace}/{m.name}" if m.namespace else f"SwarmService {m.name}"
+        out.setdefault(m.origin.file.as_posix(), []).append(ImageEdit(at[0], what, res.spec.image, new))
+    return out
+
+
+def rewrite_images(text: str, edits: Sequence[ImageEdit]) -> str:
+    """``text`` with each edit's image: value replaced on its line; everything else byte for byte."""
+    lines = text.split("\n")
+    for e in edits:
+        line = lines[e.line - 1] if 0 < e.line <= len(lines) else ""
+        head, key, rest = line.partition("image:")
+        if key and e.old in rest:
+            lines[e.line - 1] = head + key + rest.replace(e.old, e.new, 1)
+    return "\n".join(lines)
 
 
 class _Poller:

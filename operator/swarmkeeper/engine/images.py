@@ -58,8 +58,11 @@ def pin_images(
 
 def _pin(client: EngineClient, svc: SwarmService, running: str | None, interval: float) -> Pin:
     wanted = normalize_image(svc.spec.image)
-    if svc.spec.image_policy is not None:
-        picked, problem = _pick(client, wanted, svc.spec.image_policy.semver, running, interval)
+    policy = svc.spec.image_policy
+    if policy is not None:
+        wanted = wanted.split("@", 1)[0]  # the last pin written back: the policy decides anew
+    if policy is not None and policy.semver is not None:
+        picked, problem = _pick(client, wanted, policy.semver, running, interval)
         if problem is not None:
             return picked if picked is not None else Pin(wanted, problem=problem)
         wanted = picked.image if picked is not None else wanted

@@ -182,6 +182,16 @@ class PassOutcome:
         return out
 
     @property
+    def pinned_images(self) -> dict[Key, str]:
+        """The image reference each service was made to run, where it is pinned to a digest."""
+        return {
+            key: want.pin.image
+            for o in self.outcomes
+            for key, want in o.desired.services.items()
+            if want.pin is not None and want.pin.digest is not None
+        }
+
+    @property
     def unreachable(self) -> dict[str | None, str]:
         return {t.cluster: t.error for t in self.targets if t.error is not None}
 

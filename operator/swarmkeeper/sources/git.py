@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..loading import LoadResult
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo
 
 log = logging.getLogger(__name__)
+
+DEFAULT_AUTHOR = "swarmkeeper <swarmkeeper@localhost>"  # who commits, unless told otherwise
 
 DEFAULT_CACHE = Path("~/.cache/swarmkeeper/git")
 
@@ -213,10 +215,34 @@ class GitSource:
         """The specs under the path at commit ``sha``, read from the object store into memory."""
         return load_specs(self.repo, sha, self.path, keys=keys, environ=environ)
 
+    def read_file(self, sha: str, path: str) -> bytes:
+        """The file ``path`` (in the repository) at commit ``sha``."""
+        from ..loading.loader import MAX_SPEC_FILE_BYTES
+        from .git_specs import CommitTree, TreeProblem
+
+        try:
+            return CommitTree(self.repo, sha).read(path, MAX_SPEC_FILE_BYTES)
+        except TreeProblem as exc:
+            raise GitError(f"{path} at {sha[:12]}: {exc}") from None
+
     # -- status back ---------------------------------------------------------------------------
     def push_file(self, branch: str, name: str, content: bytes, message: str) -> str | None:
         """Commit ``content`` as file ``name`` on ``branch`` (its own history, never the tracked
         branch's) and push it. Returns the new commit, or None when the content was already there."""
+        return self.commit_files(branch, {name: content}, message)
+
+    def commit_files(
+        self,
+        branch: str,
+        files: Mapping[str, bytes],
+        message: str,
+        *,
+        author: str = DEFAULT_AUTHOR,
+        parent_must_be: str | None = None,
+    ) -> str | None:
+        """Commit ``files`` (paths in the repository → content) on top of ``branch`` as the remote has
+        it, and push. Returns the new commit; None when nothing changed, or when ``parent_must_be``
+        is given and the branch is elsewhere (someone pushed meanwhile: the caller tries again later)."""
         from dulwich.objects import Blob, ObjectID, Tree
         from dulwich.objects import Commit as GitCommit
 
@@ -234,30 +260,32 @@ class GitSource:
                 client.fetch(path, self.repo, determine_wants=wants)  # type: ignore[arg-type]
             except Exception as exc:
                 raise GitError(f"cannot fetch {branch!r} of {self.display}: {self._describe(exc)}") from None
+            if parent_must_be is not None and (parent or b"").decode() != parent_must_be:
+                return None
             store = self.repo.object_store
-            entries: dict[bytes, tuple[int, bytes]] = {}
+            old_tree: bytes | None = None
             if parent is not None:
                 old = store[ObjectID(parent)]
                 assert isinstance(old, GitCommit)
-                tree_obj = store[old.tree]
-                assert isinstance(tree_obj, Tree)
-                entries = {e.path: (e.mode, e.sha) for e in tree_obj.iteritems()}
-            blob = Blob.from_string(content)
-            if entries.get(name.encode(), (0, b""))[1] == blob.id:
+                old_tree = old.tree
+            added: list[Blob | Tree] = []
+            tree = old_tree
+            for name, content in files.items():
+                blob = Blob.from_string(content)
+                added.append(blob)
+                tree = _with_file(store, tree, [p for p in name.split("/") if p], blob.id, added)
+            if tree == old_tree:
                 return None
-            entries[name.encode()] = (0o100644, blob.id)
-            tree = Tree()
-            for entry_name, (mode, sha) in entries.items():
-                tree.add(entry_name, mode, ObjectID(sha))
+            assert tree is not None
             commit = GitCommit()
-            commit.tree = tree.id
+            commit.tree = ObjectID(tree)
             commit.parents = [ObjectID(parent)] if parent is not None else []
-            commit.author = commit.committer = b"swarmkeeper <swarmkeeper@localhost>"
+            commit.author = commit.committer = author.encode("utf-8")
             commit.commit_time = commit.author_time = int(time.time())
             commit.commit_timezone = commit.author_timezone = 0
             commit.encoding = b"UTF-8"
             commit.message = message.encode("utf-8")
-            store.add_objects([(blob, None), (tree, None), (commit, None)])
+            store.add_objects([(o, None) for o in [*added, commit]])
 
             def update(refs: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
                 return {**refs, ref: commit.id}
@@ -283,6 +311,31 @@ class GitSource:
         return redact(text.splitlines()[0])[:300]
 
 
+def _with_file(store: Any, tree_id: bytes | None, parts: list[str], blob_id: bytes, added: list[Any]) -> bytes:
+    """The id of tree ``tree_id`` (None: empty) with the file at ``parts`` set to ``blob_id``; every
+    new tree object is appended to ``added`` (and stored)."""
+    from dulwich.objects import ObjectID, Tree
+
+    tree = Tree()
+    if tree_id is not None:
+        old = store[ObjectID(tree_id)]
+        assert isinstance(old, Tree)
+        for entry in old.iteritems():
+            tree.add(entry.path, entry.mode, entry.sha)
+    head = parts[0].encode()
+    if len(parts) == 1:
+        tree.add(head, 0o100644, ObjectID(blob_id))
+    else:
+        sub: bytes | None = None
+        if tree_id is not None and head in tree:
+            mode, sha = tree[head]
+            sub = sha if mode == 0o040000 else None
+        tree.add(head, 0o040000, ObjectID(_with_file(store, sub, parts[1:], blob_id, added)))
+    store.add_object(tree)
+    added.append(tree)
+    return bytes(tree.id)
+
+
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -292,4 +345,4 @@ def _lock_for(path: Path) -> threading.Lock:
         return _LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
-__all__ = ["Commit", "GitAuth", "GitError", "GitSource", "cache_dir_for", "source_name_for"]
+__all__ = ["DEFAULT_AUTHOR", "Commit", "GitAuth", "GitError", "GitSource", "cache_dir_for", "source_name_for"]
