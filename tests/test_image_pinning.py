@@ -237,12 +237,12 @@ def test_a_private_registry_with_the_login_of_the_docker_config(
 
     # A refused login: the tag as written (never pinned before), and no password anywhere.
     wrong = "not-the-" + registries.password
-    res = sk("apply", specs_dir, env=docker_config(wrong))
+    res = sk("apply", specs_dir, "-vv", env=docker_config(wrong))  # debug logging too
     assert res.code == 0, res.output
     assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1"
     assert wrong not in res.output and registries.password not in res.output
     # The right login (docker login's config.json): pinned.
-    res = sk("apply", specs_dir, env=docker_config(registries.password))
+    res = sk("apply", specs_dir, "-vv", env=docker_config(registries.password))
     assert res.code == 0, res.output
     assert live_image(docker_api, f"{namespace}_app") == f"{repository}:1@{digest}"
     assert registries.password not in res.output
