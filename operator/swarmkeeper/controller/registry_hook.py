@@ -14,9 +14,10 @@ import hmac
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from ..sources.webhook import TextHandler
 from .triggers import Wakeup
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,7 @@ class RegistryHook:
     def __init__(self, address: str, token: bytes, wakeup: Wakeup) -> None:
         host, _, port = address.rpartition(":")
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(TextHandler):
             def do_GET(self) -> None:
                 self._send(200 if self.path.split("?")[0] == "/healthz" else 404, "ok")
 
@@ -61,14 +60,9 @@ class RegistryHook:
                     self._send(404, "not found")
                     return
                 given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip().encode()
-                try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                except ValueError:
-                    length = -1
-                if length < 0 or length > MAX_BODY:
-                    self._send(413, "body too large", close=True)
+                body = self.body(MAX_BODY)
+                if body is None:
                     return
-                body = self.rfile.read(length)
                 if not hmac.compare_digest(given, token):
                     log.warning("registry notification from %s rejected: no valid bearer token", self.client_address[0])
                     self._send(401, "unauthorized")
@@ -82,20 +76,6 @@ class RegistryHook:
                     log.info("registry notification: %s pushed; asking the registries again", ", ".join(tags))
                     wakeup.poke(REASON)
                 self._send(200, "ok")
-
-            def _send(self, code: int, text: str, close: bool = False) -> None:
-                payload = (text + "\n").encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                if close:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # what matters is logged above, never the token
 
         self.server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
         self.server.daemon_threads = True

@@ -108,6 +108,38 @@ def parse_push(provider: str, body: bytes) -> Push:
     return Push(provider, ref if isinstance(ref, str) else None, after if isinstance(after, str) else None)
 
 
+class TextHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with short plain-text answers, bounded bodies and no access log: what each webhook
+    receiver logs is what it decided, never a header's value."""
+
+    protocol_version = "HTTP/1.1"
+
+    def body(self, limit: int) -> bytes | None:
+        """The request's body; None (413 already sent) when it is larger than ``limit``."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > limit:
+            self._send(413, "body too large", close=True)
+            return None
+        return self.rfile.read(length)
+
+    def _send(self, code: int, text: str, close: bool = False) -> None:
+        payload = (text + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 class WebhookServer:
     """``POST /`` (every route whose secret verifies) or ``POST /hooks/<name>``; ``GET /healthz``."""
 
@@ -116,9 +148,7 @@ class WebhookServer:
         self.routes = list(routes)
         by_name = {r.name: r for r in self.routes}
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(TextHandler):
             def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/healthz":
                     ok = healthy() if healthy is not None else True
@@ -135,30 +165,12 @@ class WebhookServer:
                 else:
                     self._send(404, "no such hook")
                     return
-                try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                except ValueError:
-                    length = -1
-                if length < 0 or length > MAX_BODY:
-                    self._send(413, "body too large", close=True)
+                body = self.body(MAX_BODY)
+                if body is None:
                     return
-                body = self.rfile.read(length)
                 headers = {k: v for k, v in self.headers.items()}
+                # Outcomes are logged by handle(), with what matters and nothing secret.
                 self._send(*handle(candidates, headers, body, self.client_address[0]))
-
-            def _send(self, code: int, text: str, close: bool = False) -> None:
-                payload = (text + "\n").encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                if close:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # outcomes are logged by handle(), with what matters and nothing secret
 
         self.server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
         self.server.daemon_threads = True
