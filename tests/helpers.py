@@ -210,13 +210,16 @@ def cleanup_namespace(api: docker.APIClient, namespace: str, task_timeout: float
 DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10, matching the daemon: the reference client
 
 
-def stack_deploy(compose: Path, namespace: str, env: Mapping[str, str] | None = None) -> None:
-    """``docker stack deploy`` as users run it; local images are not resolved against a registry.
-    ``env``: the variables the file reads (only those: none of the caller's ``CORPUS_*`` leak in)."""
+def stack_deploy(
+    compose: Path, namespace: str, env: Mapping[str, str] | None = None, *, resolve_image: str = "never"
+) -> None:
+    """``docker stack deploy`` as users run it; local images are not resolved against a registry
+    unless ``resolve_image`` says so. ``env``: the variables the file reads (only those: none of the
+    caller's ``CORPUS_*`` leak in)."""
     assert Path(DOCKER_CLI).exists(), f"{DOCKER_CLI} is missing: the docker CLI is needed to deploy stacks"
     base = {k: v for k, v in os.environ.items() if not k.startswith("CORPUS_")}
     result = subprocess.run(
-        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", "never", namespace],
+        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", resolve_image, namespace],
         cwd=compose.parent,
         capture_output=True,
         text=True,

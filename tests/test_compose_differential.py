@@ -64,6 +64,7 @@ from ruamel.yaml import YAML
 
 from cli_helpers import sk
 from helpers import cleanup_namespace, stack_deploy, wait_for
+from registry_fixtures import Registries, build_distinct_image, push
 from swarmkeeper.sources.migrate.export import spec_name
 
 CORPUS = Path(__file__).parent / "data" / "compose_corpus"
@@ -416,3 +417,42 @@ def secret_value(compose: Path, spec: str) -> str:
         if spec_name(key) == spec and isinstance(cfg, dict) and cfg.get("file"):
             return str((compose.parent / cfg["file"]).read_text())
     raise AssertionError(f"no secret {spec} in {compose}")
+
+
+def test_images_pinned_as_docker_stack_deploy_pins_them_by_default(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    corpus_env: dict[str, str],
+    tmp_path: Path,
+    scratch_images: list[str],
+) -> None:
+    """docker stack deploy's default, --resolve-image always, against a real registry: the digest in
+    the image and the platforms the registry lists in Placement.Platforms, both ways alike; and the
+    stack adopted as it runs."""
+    repository = f"{registries.plain}/sk/{namespace}"
+    image = build_distinct_image(docker_api)
+    scratch_images.append(image)
+    digest = push(docker_api, image, repository, "1")
+    compose = tmp_path / "stack" / "docker-compose.yml"
+    compose.parent.mkdir()
+    compose.write_text(
+        f'version: "3.8"\nservices:\n  app:\n    image: {repository}:1\n    command: ["sleep", "1d"]\n'
+        "    deploy: {replicas: 0}\n"
+    )
+    theirs_ns, ours_ns = f"{namespace}d", namespace
+    stack_deploy(compose, theirs_ns, corpus_env, resolve_image="always")
+    theirs = engine_view(docker_api, theirs_ns)
+    remove_stack(docker_api, theirs_ns)
+    import_and_apply(compose, tmp_path / "specs", ours_ns, corpus_env)
+    ours = engine_view(docker_api, ours_ns)
+    assert_same(theirs, ours)
+    container = ours["service NS_app"]["TaskTemplate"]
+    assert container["ContainerSpec"]["Image"] == f"{repository}:1@{digest}"
+    assert container["Placement"]["Platforms"], "the registry's platforms, as the docker CLI sets them"
+    # Deployed by docker with its defaults, then adopted: labels only.
+    stack_deploy(compose, theirs_ns, corpus_env, resolve_image="always")
+    specs = tmp_path / "adopt"
+    assert sk("import", "compose", compose, "-n", theirs_ns, "-o", specs, env=corpus_env).code == 0
+    res = sk("apply", specs, "--source", theirs_ns, "--adopt", env=corpus_env)
+    assert res.code == 0 and "adopt + update" not in res.output, res.output

@@ -295,8 +295,13 @@ class _Pacing:
         self.next_resync = time.monotonic() + self.options.lease_ttl / 3
 
     def passed(self, engine_ok: bool, requeue: bool, *, follow_tags: bool = False) -> None:
-        # A pass asks a registry once its last answer is image_interval old: wake for that then.
-        self.next_images = time.monotonic() + self.options.image_interval if follow_tags else float("inf")
+        # A pass asks a registry once its last answer is image_interval old: wake for that then. Passes
+        # for other reasons in between must not push that moment back.
+        now = time.monotonic()
+        if not follow_tags:
+            self.next_images = float("inf")
+        elif self.next_images <= now or self.next_images == float("inf"):
+            self.next_images = now + self.options.image_interval
         if not engine_ok:
             self.next_resync = time.monotonic() + self.backoff
             self.backoff = min(self.backoff * 2, 30.0)

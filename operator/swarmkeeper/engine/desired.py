@@ -190,7 +190,14 @@ def resolve_desired(
             configs={c.source: _value_name(desired, "SwarmConfig", ns, c) for c in spec.configs},
         )
         pin = (pins or {}).get(m.key)
-        payload = build_service_spec(res, refs, file_env=m.file_env, source=source, image=pin.image if pin else None)
+        payload = build_service_spec(
+            res,
+            refs,
+            file_env=m.file_env,
+            source=source,
+            image=pin.image if pin else None,
+            platforms=pin.platforms if pin else None,
+        )
         digest = spec_hash(payload)
         payload["Labels"][L.SPEC_HASH] = digest
         if revision:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..api import Key, SwarmService
 from ..api.service import version_range
 from ..loading import Manifest
-from ..swarm.connect import EngineClient
+from ..swarm.connect import Answer, EngineClient
 from ..swarm.errors import EngineError
 from ..swarm.images import normalize_image, pick_tag, repository_of
 from ..swarm.observe import Obj
@@ -32,11 +33,17 @@ RESOLVE_INTERVAL = 60.0  # seconds an answer of a registry is used before asking
 _warned: set[str] = set()  # images said to be unpinned, once per process
 
 
+Platform = tuple[str, str]  # (architecture, os), as the registry lists the image's platforms
+
+
 @dataclass(frozen=True)
 class Pin:
     image: str  # the reference the service runs: name:tag@sha256:... when pinned
     digest: str | None = None
     problem: str | None = None  # the registry's error, while the last good digest is kept
+    # Placement.Platforms, as the docker CLI sets them from the registry's answer when it pins; None:
+    # whatever the service has (a pin kept as it runs), or none at all (not pinned).
+    platforms: tuple[Platform, ...] | None = None
 
 
 def pin_images(
@@ -47,87 +54,84 @@ def pin_images(
     interval: float = RESOLVE_INTERVAL,
 ) -> dict[Key, Pin]:
     """The image of every service manifest; ``live`` holds the services as they run."""
-    out: dict[Key, Pin] = {}
-    for m in manifests:
-        if isinstance(m.resource, SwarmService):
-            running = live.get(m.key)
-            image = ((running or {}).get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})).get("Image")
-            out[m.key] = _pin(client, m.resource, image if isinstance(image, str) else None, interval)
-    return out
+    resolver = _Resolver(client, interval)
+    return {m.key: resolver.pin(m.resource, live.get(m.key)) for m in manifests if isinstance(m.resource, SwarmService)}
 
 
-def _pin(client: EngineClient, svc: SwarmService, running: str | None, interval: float) -> Pin:
-    wanted = normalize_image(svc.spec.image)
-    policy = svc.spec.image_policy
-    if policy is not None:
-        wanted = wanted.split("@", 1)[0]  # the last pin written back: the policy decides anew
-    if policy is not None and policy.semver is not None:
-        picked, problem = _pick(client, wanted, policy.semver, running, interval)
-        if problem is not None:
-            return picked if picked is not None else Pin(wanted, problem=problem)
-        wanted = picked.image if picked is not None else wanted
-    pinned_before = running if running and running.split("@", 1)[0] == wanted and "@" in running else None
-    if "@" in wanted or svc.spec.resolve_image == "never":
-        return Pin(wanted, digest=_digest_of(wanted))
-    if svc.spec.resolve_image == "changed" and pinned_before is not None:
-        return Pin(pinned_before, digest=_digest_of(pinned_before))
-    digest, error = _ask(client, wanted, interval)
-    if digest is not None:
-        return Pin(f"{wanted}@{digest}", digest=digest)
-    if pinned_before is not None:
-        return Pin(pinned_before, digest=_digest_of(pinned_before), problem=error)
-    if wanted not in _warned:
-        _warned.add(wanted)
-        log.warning(
-            "image %s could not be pinned to a registry digest (%s): each node uses its own %s, which may "
-            "differ between nodes",
-            wanted,
-            error,
-            wanted,
-        )
-    return Pin(wanted)
+class _Resolver:
+    """One pass's questions to registries: each image and repository asked at most once per pass,
+    and not at all while the engine client holds an answer younger than ``interval``."""
 
+    def __init__(self, client: EngineClient, interval: float) -> None:
+        self.client = client
+        self.interval = interval
+        self.asked: dict[str, Any] = {}  # this pass's answers, whatever the interval (0 included)
 
-def _pick(
-    client: EngineClient, image: str, semver: str, running: str | None, interval: float
-) -> tuple[Pin | None, str | None]:
-    """The repository's highest tag in the range (as a Pin of ``name:tag``), or what runs now and
-    why the registry could not say (the running image is kept then, as for a digest)."""
-    repository = repository_of(image)
-    tags, error = _tags(client, repository, interval)
-    tag = pick_tag(tags, version_range(semver)) if tags is not None else None
-    if tag is not None:
-        return Pin(f"{repository}:{tag}"), None
-    problem = error or f"no tag of {repository} is in the range {semver}"
-    if running is not None and repository_of(running) == repository:
-        return Pin(running, digest=_digest_of(running), problem=problem), problem
-    return None, problem
+    def pin(self, svc: SwarmService, running: Obj | None) -> Pin:
+        container = ((running or {}).get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})) or {}
+        image = container.get("Image") if isinstance(container.get("Image"), str) else None
+        wanted = normalize_image(svc.spec.image)
+        policy = svc.spec.image_policy
+        if policy is not None:
+            wanted = wanted.split("@", 1)[0]  # the last pin written back: the policy decides anew
+        if policy is not None and policy.semver is not None:
+            picked, problem = self._pick(wanted, policy.semver, image)
+            if problem is not None:
+                return picked if picked is not None else Pin(wanted, problem=problem)
+            wanted = picked.image if picked is not None else wanted
+        kept = image if image and image.split("@", 1)[0] == wanted and "@" in image else None
+        # A pin kept as it runs keeps the platforms it was pinned with.
+        placement = ((running or {}).get("Spec", {}).get("TaskTemplate", {}).get("Placement")) or {}
+        kept_platforms = tuple((p.get("Architecture", ""), p.get("OS", "")) for p in placement.get("Platforms") or [])
+        if "@" in wanted or svc.spec.resolve_image == "never":
+            return Pin(wanted, digest=_digest_of(wanted))
+        if svc.spec.resolve_image == "changed" and kept is not None:
+            return Pin(kept, digest=_digest_of(kept), platforms=kept_platforms)
+        answer = self._cached(self.client.image_digests, wanted, lambda: resolve_digest(self.client, wanted))
+        if answer.value is not None:
+            digest, platforms = answer.value
+            return Pin(f"{wanted}@{digest}", digest=digest, platforms=platforms)
+        if kept is not None:
+            return Pin(kept, digest=_digest_of(kept), problem=answer.error, platforms=kept_platforms)
+        if wanted not in _warned:
+            _warned.add(wanted)
+            log.warning(
+                "image %s could not be pinned to a registry digest (%s): each node uses its own %s, which "
+                "may differ between nodes",
+                wanted,
+                answer.error,
+                wanted,
+            )
+        return Pin(wanted)
 
+    def _pick(self, image: str, semver: str, running: str | None) -> tuple[Pin | None, str | None]:
+        """The repository's highest tag in the range (as a Pin of ``name:tag``), or what runs now and
+        why the registry could not say (the running image is kept then, as for a digest)."""
+        repository = repository_of(image)
+        answer = self._cached(self.client.image_tags, repository, lambda: list_tags(self.client, repository))
+        tag = pick_tag(answer.value, version_range(semver)) if answer.value is not None else None
+        if tag is not None:
+            return Pin(f"{repository}:{tag}"), None
+        problem = answer.error or f"no tag of {repository} is in the range {semver}"
+        if running is not None and repository_of(running) == repository:
+            return Pin(running, digest=_digest_of(running), problem=problem), problem
+        return None, problem
 
-def _tags(client: EngineClient, repository: str, interval: float) -> tuple[list[str] | None, str | None]:
-    now = time.monotonic()
-    cached = client.image_tags.get(repository)
-    if cached is not None and now - cached[0] < interval:
-        return cached[1], cached[2]
-    try:
-        tags, error = list_tags(client, repository), None
-    except EngineError as exc:
-        tags, error = None, str(exc)
-    client.image_tags[repository] = (now, tags, error)
-    return tags, error
-
-
-def _ask(client: EngineClient, image: str, interval: float) -> tuple[str | None, str | None]:
-    now = time.monotonic()
-    cached = client.image_digests.get(image)
-    if cached is not None and now - cached[0] < interval:
-        return cached[1], cached[2]
-    try:
-        digest, error = resolve_digest(client, image), None
-    except EngineError as exc:
-        digest, error = None, str(exc)
-    client.image_digests[image] = (now, digest, error)
-    return digest, error
+    def _cached(self, cache: dict[str, Answer], key: str, ask: Callable[[], Any]) -> Answer:
+        now = time.monotonic()
+        memo = f"{id(cache)}:{key}"
+        if memo in self.asked:
+            answer: Answer = self.asked[memo]
+            return answer
+        answer = cache.get(key) or Answer(float("-inf"))
+        if now - answer.at >= self.interval:
+            try:
+                answer = Answer(now, ask())
+            except EngineError as exc:
+                answer = Answer(now, error=str(exc))
+            cache[key] = answer
+        self.asked[memo] = answer
+        return answer
 
 
 def follows_tags(manifests: Sequence[Manifest]) -> bool:

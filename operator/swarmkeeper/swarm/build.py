@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +224,12 @@ def _placement(p: Placement) -> Payload:
     )
 
 
+def _with_platforms(placement: Payload, platforms: Sequence[tuple[str, str]] | None) -> Payload:
+    if platforms:
+        placement["Platforms"] = [{"Architecture": arch, "OS": os} for arch, os in platforms]
+    return placement
+
+
 def _update(u: UpdateConfig | RollbackConfig) -> Payload:
     return _drop_none(
         {
@@ -260,11 +266,14 @@ def build_service_spec(
     file_env: Mapping[str, str] | None = None,
     source: str = L.DEFAULT_SOURCE,
     image: str | None = None,
+    platforms: Sequence[tuple[str, str]] | None = None,
 ) -> Payload:
     """The complete ServiceSpec for ``POST /services/create`` and ``/services/{id}/update``.
 
     Always complete: an update replaces the whole spec, so a field left out would be reset.
-    ``image``: the reference to run, when it is pinned to a digest (engine/images.py).
+    ``image``: the reference to run, when it is pinned to a digest (engine/images.py), and
+    ``platforms`` the (architecture, os) its registry lists, which the docker CLI puts into
+    ``Placement.Platforms`` when it pins, so tasks go only to nodes that can run the image.
     """
     spec, meta = svc.spec, svc.metadata
     env = {**(file_env or {}), **spec.env}
@@ -316,7 +325,7 @@ def build_service_spec(
             # task template as sent, and a task template that differs restarts tasks on adoption.
             "Resources": {} if spec.resources is None else _resources(spec.resources),
             "RestartPolicy": None if spec.restart_policy is None else _restart(spec.restart_policy),
-            "Placement": {} if spec.placement is None else _placement(spec.placement),
+            "Placement": _with_platforms({} if spec.placement is None else _placement(spec.placement), platforms),
             "Networks": networks,
             "LogDriver": None
             if spec.log_driver is None

@@ -14,6 +14,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ from .errors import EngineError, engine_errors
 MUTATING = frozenset({"POST", "PUT", "DELETE"})
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a registry said, and when (``time.monotonic``): a value, or its error in words."""
+
+    at: float
+    value: Any = None
+    error: str | None = None
+
+
 class EngineClient(APIClient):  # type: ignore[misc]
     """docker's low-level client, with a count of calls per (method, path)."""
 
@@ -35,10 +45,10 @@ class EngineClient(APIClient):  # type: ignore[misc]
         # Set before the base class asks the engine for its API version (the first counted call).
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        # Image reference → (when asked, digest or None, the registry's error or None), so a
-        # registry is asked at most once per image per interval whatever the number of passes.
-        self.image_digests: dict[str, tuple[float, str | None, str | None]] = {}
-        self.image_tags: dict[str, tuple[float, list[str] | None, str | None]] = {}  # repository → its tags
+        # A registry's last answer per image reference (its digest and platforms) and per repository
+        # (its tags), so a registry is asked at most once per interval whatever the number of passes.
+        self.image_digests: dict[str, Answer] = {}
+        self.image_tags: dict[str, Answer] = {}
         self.own_logins = False  # registry logins of the engine's own (a SwarmCluster's registryAuthFile)
         super().__init__(*args, **kwargs)
 

@@ -19,13 +19,19 @@ from .connect import EngineClient
 from .errors import EngineError, call
 
 
-def resolve_digest(client: EngineClient, image: str) -> str:
-    """The digest (``sha256:...``) that ``image`` names in its registry; EngineError otherwise."""
+def resolve_digest(client: EngineClient, image: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The digest (``sha256:...``) that ``image`` names in its registry, and the platforms
+    (architecture, os) it is built for; EngineError otherwise."""
     result = call(lambda: client.inspect_distribution(image))
     digest = (result.get("Descriptor") or {}).get("digest")  # an OCI descriptor: lower-case keys
     if not isinstance(digest, str) or not digest.startswith("sha256:"):
         raise EngineError(f"resolve image {image}: the registry gave no digest")
-    return digest
+    platforms = tuple(
+        (str(p.get("architecture") or ""), str(p.get("os") or ""))
+        for p in result.get("Platforms") or []
+        if isinstance(p, dict)
+    )
+    return digest, platforms
 
 
 _DOCKER_HUB = "registry-1.docker.io"
