@@ -12,6 +12,9 @@ storage in a temporary folder; dockerd treats 127.0.0.0/8 registries as insecure
    (the engine runs tasks from local images only), inside the measured time. Each push waits for
    the last rollout to end, 3 s more and a random part of the interval, so that it lands at a
    random point of the loop's cycle;
+1b. the same by the registry's push notifications (``hook``): a second registry of its own posts
+   them to the watch's ``--registry-webhook-addr`` with a bearer token, and the watch polls only
+   hourly, so the notification alone rolls the tag out;
 2. registry requests per pass at N = 200 services over 10 images, in-process
    (``reconcile(connect(), manifests)``, replicas 0): ``/distribution`` calls of the first pass and
    of 5 idle passes (within the interval), and the time of an idle pass; also one pass with the
@@ -23,7 +26,7 @@ storage in a temporary folder; dockerd treats 127.0.0.0/8 registries as insecure
    never``, the cost of everything but the resolution. Both must pin the same digests. Registry
    requests per command are read from the registry's access log.
 
-PARTS picks parts (default ``watch,idle,cold``). It removes what it made: services, networks,
+PARTS picks parts (default ``watch,hook,idle,cold``). It removes what it made: services, networks,
 images it built or pulled, the registry and its storage.
 
     .venv/bin/python bench/image_pinning.py
@@ -64,7 +67,7 @@ from swarmkeeper.swarm.connect import EngineClient, connect
 
 REGISTRY = "/usr/bin/docker-registry"
 DOCKER = "/usr/bin/docker"
-PARTS = ("watch", "idle", "cold")
+PARTS = ("watch", "hook", "idle", "cold")
 WATCH_NS, IDLE_NS, SK_NS, STACK_NS = "bimg", "bimgidle", "bimgsk", "bimgst"
 IMAGE_INTERVAL = 1.0  # --image-interval of the watch, seconds
 POLL = 0.02  # seconds between two reads of the service spec
@@ -88,11 +91,23 @@ class Registry:
 
 
 @contextmanager
-def own_registry(tmp: Path) -> Iterator[Registry]:
+def own_registry(tmp: Path, notify: tuple[str, str] | None = None) -> Iterator[Registry]:
+    """A registry of the bench's own; with ``notify`` (HOST:PORT, token) it sends its push
+    notifications to a watch's --registry-webhook-addr."""
     if not os.access(REGISTRY, os.X_OK):
         sys.exit(f"{REGISTRY} is missing (Debian's docker-registry package)")
     port = free_port()
     config = tmp / "registry.yml"
+    hook = ""
+    if notify is not None:
+        hook = textwrap.dedent(
+            f"""\
+            notifications:
+              endpoints:
+                - {{name: swarmkeeper, url: "http://{notify[0]}/registry", timeout: 2s, threshold: 3, backoff: 1s,
+                   headers: {{Authorization: ["Bearer {notify[1]}"]}}}}
+            """
+        )
     config.write_text(
         textwrap.dedent(
             f"""\
@@ -102,6 +117,7 @@ def own_registry(tmp: Path) -> Iterator[Registry]:
             http: {{addr: 127.0.0.1:{port}}}
             """
         )
+        + hook
     )
     log_path = tmp / "registry.log"
     with open(log_path, "wb") as log:
@@ -227,18 +243,26 @@ def metrics(port: int) -> tuple[float, float]:
     return passes, seconds
 
 
-def push_to_update(tmp: Path, registry: Registry, images: Images, pushes: int) -> dict[str, Any]:
+def push_to_update(
+    tmp: Path, registry: Registry, images: Images, pushes: int, hook: tuple[str, Path] | None = None
+) -> dict[str, Any]:
+    """Pushes of a tag until the watch has the service's spec name the new digest: by polling every
+    IMAGE_INTERVAL, or (``hook``: HOST:PORT and token file) by the registry's push notifications
+    alone, polling only hourly."""
     repository = f"{registry.host}/bench/app"
     name = f"{WATCH_NS}_app"
-    folder = tmp / "watch-specs"
+    folder = tmp / ("hook-specs" if hook else "watch-specs")
     folder.mkdir()
     (folder / "app.yaml").write_text(service_doc(WATCH_NS, "app", f"{repository}:1"))
     first = images.new(repository)
     pull(api, repository, "1")
     port = free_port()
-    cmd = [SK, "watch", str(folder), "--source", "bench-img", "--image-interval", f"{IMAGE_INTERVAL:g}s"]
+    interval = "1h" if hook else f"{IMAGE_INTERVAL:g}s"
+    cmd = [SK, "watch", str(folder), "--source", "bench-img", "--image-interval", interval]
     cmd += ["--status", "none", "--metrics-addr", f"127.0.0.1:{port}"]
-    log_path = tmp / "watch.log"
+    if hook is not None:
+        cmd += ["--registry-webhook-addr", hook[0], "--registry-webhook-token-file", str(hook[1])]
+    log_path = tmp / ("hook.log" if hook else "watch.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV)
 
@@ -296,6 +320,21 @@ def push_to_update(tmp: Path, registry: Registry, images: Images, pushes: int) -
         "asks": asks,
         "runs": latencies,
     }
+
+
+def by_notifications(tmp: Path, pushes: int) -> dict[str, Any]:
+    """Part 1 again, with a registry of its own that notifies the watch of each push."""
+    folder = tmp / "notifying"
+    folder.mkdir()
+    addr, token = f"127.0.0.1:{free_port()}", f"bench-{random.getrandbits(64):x}"
+    token_file = folder / "token"
+    token_file.write_text(token + "\n")
+    with own_registry(folder, notify=(addr, token)) as registry:
+        images = Images(registry.host)
+        try:
+            return push_to_update(folder, registry, images, pushes, hook=(addr, token_file))
+        finally:
+            images.remove()
 
 
 # --- 2. registry requests per pass at N = 200 ---------------------------------------------------
@@ -547,6 +586,9 @@ def main() -> None:
                 if "watch" in parts:
                     print(f"\n1. tag pushed → update started ({pushes} pushes)", flush=True)
                     results["watch"] = push_to_update(tmp, registry, images, pushes)
+                if "hook" in parts:
+                    print(f"\n1b. tag pushed → update started by registry notifications ({pushes} pushes)", flush=True)
+                    results["hook"] = by_notifications(tmp, pushes)
                 if "idle" in parts:
                     print("\n2. registry requests per pass, N = 200", flush=True)
                     results["idle"] = idle_passes(tmp, registry, images)
@@ -557,6 +599,11 @@ def main() -> None:
                 images.remove()
         if "watch" in results:
             report_watch(results["watch"])
+        if "hook" in results:
+            s: Summary = results["hook"]["latency"]
+            what = f"tag pushed → update started (registry notification, polling hourly, {s.n} pushes)"
+            print("\n" + table(["", "p50", "p95", "max"], [[what, *s.cells()]]))
+            print("runs (ms): " + ", ".join(f"{x:.0f}" for x in results["hook"]["runs"]))
         if "idle" in results:
             report_idle(results["idle"])
         if "cold" in results:
