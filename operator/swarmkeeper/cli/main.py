@@ -203,11 +203,14 @@ def apply(
         if wait and not dry_run and not target.outcome.plan.blocked:
             keys = [m.key for m in target.manifests if m.kind == "SwarmService"]
             try:
-                ok = _wait(clients.get(target.cluster, manifests), keys, limit) and ok
+                converged = _wait(clients.get(target.cluster, manifests), keys, limit)
             except EngineError as exc:
                 fail(str(exc))
-            # Versions freed by the finished rollout can go now rather than on the next apply.
-            run_pass(manifests, clients, Options(source=source, status=False), only=target.cluster)
+            ok = converged and ok
+            # Versions freed by the finished rollout can go now rather than on the next apply. Not
+            # after a rollout that failed: that pass would send the spec swarm just rolled back again.
+            if converged:
+                run_pass(manifests, clients, Options(source=source, status=False), only=target.cluster)
     _fail_unreachable(outcome)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
 
