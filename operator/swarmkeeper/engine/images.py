@@ -22,7 +22,7 @@ from ..api.service import version_range
 from ..loading import Manifest
 from ..swarm.connect import Answer, EngineClient
 from ..swarm.errors import EngineError
-from ..swarm.images import normalize_image, pick_tag, repository_of
+from ..swarm.images import digest_of, normalize_image, pick_tag, repository_of
 from ..swarm.observe import Obj
 from ..swarm.registry import list_tags, resolve_digest
 
@@ -65,11 +65,13 @@ class _Resolver:
     def __init__(self, client: EngineClient, interval: float) -> None:
         self.client = client
         self.interval = interval
-        self.asked: dict[str, Any] = {}  # this pass's answers, whatever the interval (0 included)
+        # This pass's answers, whatever the interval (0 included), by cache and key.
+        self.asked: dict[tuple[int, str], Answer] = {}
 
     def pin(self, svc: SwarmService, running: Obj | None) -> Pin:
-        container = ((running or {}).get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})) or {}
-        image = container.get("Image") if isinstance(container.get("Image"), str) else None
+        task = (running or {}).get("Spec", {}).get("TaskTemplate", {})
+        image = (task.get("ContainerSpec") or {}).get("Image")
+        image = image if isinstance(image, str) else None
         wanted = normalize_image(svc.spec.image)
         policy = svc.spec.image_policy
         if policy is not None:
@@ -81,18 +83,18 @@ class _Resolver:
             wanted = picked.image if picked is not None else wanted
         kept = image if image and image.split("@", 1)[0] == wanted and "@" in image else None
         # A pin kept as it runs keeps the platforms it was pinned with.
-        placement = ((running or {}).get("Spec", {}).get("TaskTemplate", {}).get("Placement")) or {}
+        placement = task.get("Placement") or {}
         kept_platforms = tuple((p.get("Architecture", ""), p.get("OS", "")) for p in placement.get("Platforms") or [])
         if "@" in wanted or svc.spec.resolve_image == "never":
-            return Pin(wanted, digest=_digest_of(wanted))
+            return Pin(wanted, digest=digest_of(wanted))
         if svc.spec.resolve_image == "changed" and kept is not None:
-            return Pin(kept, digest=_digest_of(kept), platforms=kept_platforms)
+            return Pin(kept, digest=digest_of(kept), platforms=kept_platforms)
         answer = self._cached(self.client.image_digests, wanted, lambda: resolve_digest(self.client, wanted))
         if answer.value is not None:
             digest, platforms = answer.value
             return Pin(f"{wanted}@{digest}", digest=digest, platforms=platforms)
         if kept is not None:
-            return Pin(kept, digest=_digest_of(kept), problem=answer.error, platforms=kept_platforms)
+            return Pin(kept, digest=digest_of(kept), problem=answer.error, platforms=kept_platforms)
         if wanted not in _warned:
             _warned.add(wanted)
             log.warning(
@@ -114,15 +116,14 @@ class _Resolver:
             return Pin(f"{repository}:{tag}"), None
         problem = answer.error or f"no tag of {repository} is in the range {semver}"
         if running is not None and repository_of(running) == repository:
-            return Pin(running, digest=_digest_of(running), problem=problem), problem
+            return Pin(running, digest=digest_of(running), problem=problem), problem
         return None, problem
 
     def _cached(self, cache: dict[str, Answer], key: str, ask: Callable[[], Any]) -> Answer:
         now = time.monotonic()
-        memo = f"{id(cache)}:{key}"
+        memo = (id(cache), key)
         if memo in self.asked:
-            answer: Answer = self.asked[memo]
-            return answer
+            return self.asked[memo]
         answer = cache.get(key) or Answer(float("-inf"))
         if now - answer.at >= self.interval:
             try:
@@ -145,7 +146,3 @@ def follows_tags(manifests: Sequence[Manifest]) -> bool:
         )
         for m in manifests
     )
-
-
-def _digest_of(image: str) -> str | None:
-    return image.split("@", 1)[1] if "@" in image else None

@@ -24,6 +24,7 @@ from ..api import (
 )
 from ..loading import Manifest
 from ..swarm.build import spec_hash
+from ..swarm.images import digest_of
 from ..swarm.observe import SwarmState, value_version
 from .adopt import adopted_networks
 from .conditions import DEPENDENCY_NOT_READY, IMAGE_RESOLVED, READY, REGISTRY_ERROR, SYNCED, condition
@@ -130,7 +131,7 @@ def service_status(
         else None,
         image=p.image,
         # The digest the service is pinned to: name:tag@sha256:... (engine/images.py).
-        image_digest=svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", "").partition("@")[2] or None,
+        image_digest=digest_of(svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", "")),
         task_error=TaskError(**task_err) if task_err else None,
     )
 

@@ -19,6 +19,11 @@ def normalize_image(reference: str) -> str:
     return reference if ":" in last else f"{reference}:latest"
 
 
+def digest_of(reference: str) -> str | None:
+    """``name:tag@sha256:...`` → ``sha256:...``; None for a reference not pinned to a digest."""
+    return reference.partition("@")[2] or None
+
+
 def repository_of(reference: str) -> str:
     """``host:5000/shop/web:1.4@sha256:...`` → ``host:5000/shop/web``."""
     name = reference.split("@", 1)[0]

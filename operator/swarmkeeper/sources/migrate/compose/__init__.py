@@ -179,11 +179,7 @@ class _Translator(Services):
     def network(self, key: str, name: str) -> ImportedObject:
         cfg = self.top["networks"].get(key, {})
         comments: list[str] = []
-        if name != key:
-            comments.append(
-                f"networks.{key}: the spec is named {name} (names are DNS labels: a-z, 0-9 and -); "
-                f"swarmName keeps the swarm name {self.real_name('networks', key)}"
-            )
+        self.named("networks", key, comments)  # the same name, and the comment when it is another
         spec = self.with_own_name("networks", key, self.network_spec(cfg, ("networks", key), comments))
         for k in cfg:
             if k not in ("driver", "attachable", "internal", "driver_opts", "labels", "ipam", "name", "external"):

@@ -214,7 +214,8 @@ class Fields:
 
     def real_name(self, section: str, key: str) -> str:
         """The object's name in the swarm, as docker stack deploy names it (and sorts by it)."""
-        return self.external_name(section, key) or self.own_name(section, key) or self.swarm_name(key)
+        external = self.external_name(section, key) if section in self.top else None  # services: never
+        return external or self.own_name(section, key) or self.swarm_name(key)
 
     def with_own_name(self, section: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
         own = self.own_name(section, key)
@@ -233,6 +234,6 @@ class Fields:
         if name != key:
             comments.append(
                 f"{section}.{key}: the spec is named {name} (names are DNS labels: a-z, 0-9 and -); "
-                f"swarmName keeps the swarm name {self.swarm_name(key)}"
+                f"swarmName keeps the swarm name {self.real_name(section, key)}"
             )
         return name
