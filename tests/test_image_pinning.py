@@ -273,8 +273,12 @@ def test_watch_rolls_out_a_tag_pushed_again(
         )
         took = time.monotonic() - pushed_at
         assert took < 10, took  # one interval (1 s) and a pass, with room for a busy machine
-        # The spec file says which digest runs now.
-        assert f"imageDigest: {second}" in (specs_dir / "app.yaml").read_text()
+        # The spec file says which digest runs now, once the pass that rolled it writes status back.
+        wait_for(
+            lambda: f"imageDigest: {second}" in (specs_dir / "app.yaml").read_text(),
+            timeout=15,
+            message="status names the new digest",
+        )
         assert "Traceback" not in ctl.logs()
 
 
