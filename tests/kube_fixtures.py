@@ -40,7 +40,7 @@ CI = ROOT / ".ci"
 SWARMKEEPER = Path(sys.executable).parent / "swarmkeeper"
 DEFAULT_STATE = "/tmp/swarmkeeper-kube"
 BUILD_TIMEOUT = 3600  # a cold build of kube-apiserver on 2 cores takes 15-25 minutes
-KINDS = ("swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs", "swarmclusters")
+KINDS = ("swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs", "swarmclusters", "swarmalerts")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from cli_helpers import write_spec
 NEVER_ONE_SHOT = frozenset(
     {
         "aiohttp",
+        "apprise",
         "cryptography",
         "dulwich",
         "jsonschema",

@@ -122,6 +122,7 @@ def test_short_names() -> None:
         "SwarmSecret": ["ssec"],
         "SwarmConfig": ["scfg"],
         "SwarmService": ["ssvc"],
+        "SwarmAlert": ["salert"],
     }
 
 

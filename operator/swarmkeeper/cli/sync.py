@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import EXIT_INVALID, err, fail, out, setup_logging
+from .common import EXIT_INVALID, err, fail, manager_or_wait, out, setup_logging
 
 if TYPE_CHECKING:
     from ..controller.sync import SyncSettings
     from ..engine.reconcile import Outcome
     from ..loading import SpecError
+    from ..sources.commit_status import CommitStatusConfig
     from ..sources.git import Commit
 
 
@@ -57,6 +58,10 @@ class SourceArgs:
     image_branch: str | None = None
     git_author: str | None = None
     signoff: bool = False
+    commit_status: str | None = None
+    commit_status_url: str | None = None
+    commit_status_repo: str | None = None
+    commit_status_token_file: str | None = None
 
 
 _PATH_FIELDS = (
@@ -67,6 +72,7 @@ _PATH_FIELDS = (
     "known_hosts_file",
     "webhook_secret_file",
     "age_key_file",
+    "commit_status_token_file",
 )
 
 
@@ -133,7 +139,38 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
         webhook_secret=secret,
         age_keys=keys,
         images=ImageWriteBack(args.image_branch, author, args.signoff) if args.write_images else None,
+        commit_status=_commit_status(args, where, token, name),
     )
+
+
+def _commit_status(args: SourceArgs, where: str, git_token: str | None, name: str) -> CommitStatusConfig | None:
+    """--commit-status: where each revision's result is posted, checked; None when not asked for."""
+    from pydantic import SecretStr
+
+    from ..sources.commit_status import FORGES, CommitStatusConfig, guess_location
+
+    forge = args.commit_status
+    if forge is None:
+        extra = ("commit_status_url", "commit_status_repo", "commit_status_token_file")
+        given = [f"--{f.replace('_', '-')}" for f in extra if getattr(args, f) is not None]
+        if given:
+            raise Invalid(f"{where}{given[0]}: needs --commit-status {'|'.join(FORGES)}")
+        return None
+    if forge not in FORGES:
+        raise Invalid(f"{where}--commit-status: {forge!r}: use {', '.join(FORGES)}")
+    api, repository = guess_location(forge, args.repo or "")
+    api, repository = args.commit_status_url or api, args.commit_status_repo or repository
+    if not api:
+        raise Invalid(f"{where}--commit-status-url: the {forge} API's address is needed (not known from --repo)")
+    if not api.startswith(("http://", "https://")):
+        raise Invalid(f"{where}--commit-status-url: {api!r}: an http(s) URL, e.g. https://gitea.example.com")
+    if not repository or repository.count("/") < 1:
+        raise Invalid(f"{where}--commit-status-repo: OWNER/NAME is needed (not known from --repo)")
+    token_file = _readable(where, "--commit-status-token-file", args.commit_status_token_file)
+    token = token_file.read_text(encoding="utf-8").strip() if token_file is not None else git_token
+    if not token:
+        raise Invalid(f"{where}--commit-status-token-file: a token is needed (or --token-file's is used)")
+    return CommitStatusConfig(forge, api, repository, SecretStr(token), context=f"swarmkeeper/{name}")
 
 
 def _duration(where: str, name: str, text: str, minimum: float) -> float:
@@ -325,6 +362,23 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(metavar="'NAME <EMAIL>'", help="Author of the commits swarmkeeper makes.")
         ] = None,
         signoff: Annotated[bool, typer.Option(help="Add a Signed-off-by line to those commits.")] = False,
+        commit_status: Annotated[
+            str | None,
+            typer.Option(
+                metavar="FORGE",
+                help="Post each revision's result as a commit status: github, gitea (also Forgejo) or gitlab.",
+            ),
+        ] = None,
+        commit_status_url: Annotated[
+            str | None, typer.Option(metavar="URL", help="The forge's API address (default: from --repo).")
+        ] = None,
+        commit_status_repo: Annotated[
+            str | None, typer.Option(metavar="OWNER/NAME", help="The repository on the forge (default: from --repo).")
+        ] = None,
+        commit_status_token_file: Annotated[
+            str | None,
+            typer.Option(metavar="FILE", help="Token allowed to set commit statuses (default: --token-file's)."),
+        ] = None,
         verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
     ) -> None:
         """Keep the swarm in step with specs in a Git repository.
@@ -369,6 +423,10 @@ def register(app: typer.Typer) -> None:
             image_branch=image_branch,
             git_author=git_author,
             signoff=signoff,
+            commit_status=commit_status,
+            commit_status_url=commit_status_url,
+            commit_status_repo=commit_status_repo,
+            commit_status_token_file=commit_status_token_file,
         )
         try:
             if config is not None:
@@ -382,16 +440,11 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), EXIT_INVALID)
         if webhook_addr and not any(s.webhook_secret for s in settings):
             fail("--webhook-addr needs --webhook-secret-file: unsigned webhooks are refused", EXIT_INVALID)
-        _check_swarm(host)
+        _check_swarm(host, wait=not once)
         raise typer.Exit(run_sync(settings, webhook_addr, print_plan))
 
 
-def _check_swarm(host: str | None) -> None:
+def _check_swarm(host: str | None, wait: bool) -> None:
     from ..engine.run import Clients
-    from ..swarm.errors import EngineError
-    from ..swarm.membership import require_manager
 
-    try:
-        require_manager(Clients(host).get(None))
-    except EngineError as exc:
-        fail(str(exc))
+    manager_or_wait(lambda: Clients(host).get(None), wait=wait)

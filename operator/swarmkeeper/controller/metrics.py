@@ -61,6 +61,12 @@ class Metrics:
             ["controller", "method"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "swarmkeeper_notifications_total",
+            "Messages to SwarmAlert targets: sent, failed (after retries) or dropped (a target's queue full).",
+            ["controller", "result"],
+            registry=self.registry,
+        )
         self.spec_errors = Gauge(
             "swarmkeeper_spec_errors",
             "Invalid spec errors in the last load.",

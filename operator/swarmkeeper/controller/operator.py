@@ -391,6 +391,7 @@ async def serve(options: OperatorOptions) -> int:
         beating.cancel()
         if server is not None:
             server.stop()
+        await asyncio.to_thread(reconciler.notifier.close)
 
 
 def _engine_check(host: str | None, reconciler: NamespaceReconciler) -> bool:

@@ -40,6 +40,7 @@ from ..engine.run import Clients, Options, PassOutcome, run_pass
 from ..loading import LoadResult, Manifest, SpecError
 from ..loading.writes import write_atomic
 from ..sources import sync_status
+from ..sources.commit_status import CommitStatusConfig, CommitStatusReporter, State
 from ..sources.git import Commit, GitError, GitSource
 from ..sources.sops import AgeKeys
 from ..sources.sync_status import Revisions
@@ -79,6 +80,7 @@ class SyncSettings:
     age_keys: AgeKeys | None = field(default=None, repr=False)
     environ: Mapping[str, str] | None = field(default=None, repr=False)
     images: ImageWriteBack | None = None
+    commit_status: CommitStatusConfig | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -121,6 +123,12 @@ class GitLoopSource:
         self._last_doc: dict[str, object] | None = None
         self._branch_pushed: bytes | None = None
         self._branch_pushed_at = 0.0
+        self._pending_told: str | None = None
+        config = settings.commit_status
+        # Only a source that applies has results to report (not --dry-run or --suspend).
+        self.commit_status = (
+            CommitStatusReporter(config, self.name) if config is not None and not settings.read_only else None
+        )
         self._restore()
 
     # -- start-up --------------------------------------------------------------------------------
@@ -185,8 +193,14 @@ class GitLoopSource:
             self.good = target
             self.spec_errors = []
             self._reported_invalid = None
+            if target not in (self._pending_told, self.revisions.released) and target not in self.revisions.failed:
+                self._pending_told = target  # once per attempt: later passes' results follow it
+                self._commit_status(target, "pending", "applying to the swarm")
             return result
         self.spec_errors = result.errors
+        first = str(result.errors[0]).removeprefix(f"{target[:12]}:")
+        count = f"{len(result.errors)} error{'s' if len(result.errors) != 1 else ''}"
+        self._commit_status(target, "failure", f"invalid specs ({count}): {first}")
         if self._reported_invalid != target:
             self._reported_invalid = target
             kept = f"revision {self.good[:12]} stays applied" if self.good else "nothing is applied"
@@ -211,6 +225,13 @@ class GitLoopSource:
             self.apply_problem = decision.apply_problem
             for event in decision.events:
                 log.log(event.level, "%s: %s", self.name, event.message(self._describe))
+                if isinstance(event, R.Converged):
+                    self._commit_status(event.revision, "success", "released: its services converged")
+                elif isinstance(event, R.Failed):
+                    self._commit_status(event.revision, "failure", f"release failed: {event.why}")
+            good, revs = self.good, self.revisions
+            if decision.apply_problem and good and good != revs.released and good not in revs.failed:
+                self._commit_status(good, "error", f"not applied: {decision.apply_problem}")
             if decision.rollback and self._wakeup is not None:
                 self._wakeup.poke("rollback")
             self._write_back_images(manifests, outcome.pinned_images)
@@ -255,6 +276,10 @@ class GitLoopSource:
         if same_branch and self._wakeup is not None:
             self._fetch_due.set()
             self._wakeup.poke("images")
+
+    def _commit_status(self, sha: str, state: State, why: str) -> None:
+        if self.commit_status is not None:
+            self.commit_status.report(sha, state, why)
 
     def release_deadline(self) -> float | None:
         release = self.release
@@ -563,6 +588,8 @@ def run_sync(
             server.stop()
         for r in runners:
             r.source.git.close()
+            if r.source.commit_status is not None:
+                r.source.commit_status.close()
 
 
 def _push_handler(source: GitLoopSource) -> Callable[[Push], None]:

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..api import SwarmConfig, SwarmSecret, SwarmService
+from ..api import SwarmAlert, SwarmConfig, SwarmSecret, SwarmService
+from .alerts import resolve_alert_urls
 from .discovery import find_spec_files
 from .documents import Document, decode, read_documents
 from .envfiles import load_env_files
@@ -101,6 +102,9 @@ def _resolve(manifest: Manifest, environ: Mapping[str, str]) -> tuple[Manifest, 
     if isinstance(manifest.resource, SwarmService):
         file_env, errors = load_env_files(manifest)
         return replace(manifest, file_env=file_env), errors
+    if isinstance(manifest.resource, SwarmAlert):
+        urls, errors = resolve_alert_urls(manifest)
+        return replace(manifest, urls=urls), errors
     return manifest, []
 
 

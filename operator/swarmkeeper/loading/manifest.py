@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import SecretBytes
+from pydantic import SecretBytes, SecretStr
 
 from ..api import Key, Resource
 from .errors import SpecError
@@ -34,6 +34,8 @@ class Manifest:
     value: SecretBytes | None = None  # resolved value of a SwarmSecret/SwarmConfig
     # SwarmService: KEY=VALUE pairs of spec.envFile, merged in order (spec.env wins; the engine merges).
     file_env: Mapping[str, str] = field(default_factory=dict)
+    # SwarmAlert: each target's URL, by target index (None: it could not be read; the error says why).
+    urls: tuple[SecretStr | None, ...] = ()
     # Where each field was written, for errors found after validation (empty without a file).
     positions: Mapping[FieldPath, Position] = field(default_factory=dict, repr=False, compare=False)
 

@@ -33,6 +33,7 @@ SHORT_NAMES = {
     "SwarmSecret": "ssec",
     "SwarmConfig": "scfg",
     "SwarmService": "ssvc",
+    "SwarmAlert": "salert",
 }
 
 _READY_CONDITION = {
@@ -62,6 +63,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, str]]] = {
     "SwarmConfig": [_VERSION, _READY_CONDITION, _AGE],
     "SwarmNetwork": [_READY_CONDITION, _AGE],
     "SwarmCluster": [_READY_CONDITION, _AGE],
+    "SwarmAlert": [_READY_CONDITION, _AGE],
 }
 
 # `kubectl scale` and autoscalers go through /scale; the model keeps its replica counts there.

@@ -21,10 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import SecretBytes
+from pydantic import SecretBytes, SecretStr
 
-from ..api import SwarmConfig, SwarmSecret, SwarmService
+from ..api import SwarmAlert, SwarmConfig, SwarmSecret, SwarmService
 from ..loading import LoadResult, Manifest, SpecError, check_references, load_text
+from ..loading.alerts import MAX_URL_BYTES, parse_url
 from ..loading.discovery import ROOT_MARKER, SPEC_SUFFIXES, is_ignored
 from ..loading.envfiles import MAX_ENV_FILE_BYTES, parse_env_file
 from ..loading.files import MiB, format_size
@@ -197,7 +198,39 @@ def _resolve(
         return _file_value(m, res, tree, root, keys)
     if isinstance(res, SwarmService) and res.spec.env_file:
         return _env_files(m, res, tree, root)
+    if isinstance(res, SwarmAlert):
+        return _alert_urls(m, res, tree, root, keys)
     return m, []
+
+
+def _alert_urls(
+    m: Manifest, res: SwarmAlert, tree: CommitTree, root: str, keys: AgeKeys | None
+) -> tuple[Manifest, list[SpecError]]:
+    """Each target's URL from its urlFile at this commit; a SOPS-encrypted file is decrypted in memory
+    (a URL holds a token: in Git it belongs encrypted)."""
+    urls: list[SecretStr | None] = []
+    errors: list[SpecError] = []
+    for i, target in enumerate(res.spec.targets):
+        field = ("spec", "targets", i, "urlFile" if target.url_file is not None else "secretRef")
+        urls.append(None)
+        if target.url_file is None:
+            errors.append(m.error(field, "secretRef is only valid for objects applied through Kubernetes"))
+            continue
+        name = target.url_file
+        try:
+            path = _relative(m, name, root)
+            raw = tree.read(path, MAX_ENCRYPTED_BYTES)
+            document = _sops_document(raw, path)
+            if document is not None:
+                raw = decrypt(document, format_of(path), keys, path)
+        except (TreeProblem, SopsError) as exc:
+            errors.append(m.error(field, f"{name}: {exc}" if isinstance(exc, TreeProblem) else str(exc)))
+            continue
+        url, problem = parse_url(raw) if len(raw) <= MAX_URL_BYTES else (None, "is larger than 4 KiB")
+        urls[-1] = url
+        if problem is not None:
+            errors.append(m.error(field, f"{name}: {problem}"))
+    return replace(m, urls=tuple(urls)), errors
 
 
 def _relative(m: Manifest, name: str, root: str) -> str:

@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import SecretBytes
+from pydantic import SecretBytes, SecretStr
 
-from ..api import API_VERSION, KINDS, Key, SwarmConfig, SwarmSecret, SwarmService
+from ..api import API_VERSION, KINDS, Key, SwarmAlert, SwarmConfig, SwarmSecret, SwarmService
 from ..engine.conditions import INVALID_SPEC, READY, condition, status_with
 from ..loading import Manifest, SpecError, check_references
+from ..loading.alerts import parse_url
 from ..loading.documents import Document
 from ..loading.errors import sorted_errors
 from ..loading.files import format_size
@@ -175,8 +176,11 @@ def to_manifest(body: Mapping[str, Any]) -> tuple[Manifest | None, list[SpecErro
 
 
 def resolve(manifest: Manifest, read: ValueReader) -> tuple[Manifest, Problem | None]:
-    """A SwarmSecret/SwarmConfig with its value: from its secretRef, or inline (stringData, data)."""
+    """A SwarmSecret/SwarmConfig with its value: from its secretRef, or inline (stringData, data); a
+    SwarmAlert with its targets' URLs."""
     resource = manifest.resource
+    if isinstance(resource, SwarmAlert):
+        return _alert_urls(manifest, resource, read)
     if not isinstance(resource, SwarmSecret | SwarmConfig):
         return manifest, None
     spec = resource.spec
@@ -214,6 +218,32 @@ def resolve(manifest: Manifest, read: ValueReader) -> tuple[Manifest, Problem | 
         message = f'{source} "{ref.name}" key "{ref.key}" must be smaller than {format_size(MAX_VALUE_BYTES)}'
         return manifest, Problem(VALUE_UNAVAILABLE, (manifest.error(where, message),))
     return replace(manifest, value=SecretBytes(raw)), None
+
+
+def _alert_urls(manifest: Manifest, alert: SwarmAlert, read: ValueReader) -> tuple[Manifest, Problem | None]:
+    """Each target's URL from the Secret key its secretRef names (never quoted in a message)."""
+    urls: list[SecretStr | None] = []
+    for i, target in enumerate(alert.spec.targets):
+        ref = target.secret_ref
+        if ref is None:
+            message = "urlFile is not available through Kubernetes (the operator's files are its own); use secretRef"
+            return manifest, Problem(INVALID_SPEC, (manifest.error(("spec", "targets", i, "urlFile"), message),))
+        where = ("spec", "targets", i, "secretRef")
+        try:
+            data = read("Secret", alert.metadata.namespace or "", ref.name)
+        except ValueReadError as exc:
+            return manifest, Problem(VALUE_UNAVAILABLE, (manifest.error(where, f'Secret "{ref.name}": {exc}'),))
+        raw = (data or {}).get(ref.key)
+        if raw is None:
+            missing = f'has no key "{ref.key}"' if data is not None else "not found"
+            message = f'Secret "{ref.name}" {missing}'
+            return manifest, Problem(VALUE_UNAVAILABLE, (manifest.error(where, message),))
+        url, problem = parse_url(raw)
+        if problem is not None:
+            message = f'Secret "{ref.name}" key "{ref.key}" {problem}'
+            return manifest, Problem(VALUE_UNAVAILABLE, (manifest.error(where, message),))
+        urls.append(url)
+    return replace(manifest, urls=tuple(urls)), None
 
 
 def load_namespace(bodies: Iterable[Mapping[str, Any]], read: ValueReader) -> NamespaceSpecs:
@@ -426,4 +456,9 @@ def referenced_values(bodies: Sequence[Mapping[str, Any]]) -> set[tuple[str, str
         ref = (body.get("spec") or {}).get("secretRef")
         if kind in ("SwarmSecret", "SwarmConfig") and isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
             out.add(("Secret" if kind == "SwarmSecret" else "ConfigMap", ref["name"]))
+        if kind == "SwarmAlert":  # a target's URL, so a rotated token is used at once
+            for target in (body.get("spec") or {}).get("targets") or []:
+                ref = target.get("secretRef") if isinstance(target, Mapping) else None
+                if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+                    out.add(("Secret", ref["name"]))
     return out

@@ -45,6 +45,10 @@ class SourceConfig(Model):
     rollback_on_failure: bool | None = None
     timeout: str | None = None
     metrics_addr: str | None = None
+    commit_status: str | None = None
+    commit_status_url: str | None = None
+    commit_status_repo: str | None = None
+    commit_status_token_file: str | None = None
 
 
 class SyncConfig(Model):
