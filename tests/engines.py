@@ -21,6 +21,11 @@ Known limits of this kernel, which hold for these nodes too: there is no IPVS, s
 the ingress routing mesh do not answer (use endpoint mode ``dnsrr``); there is no ESP, so encrypted
 overlays carry no traffic between nodes (test those on one node).
 
+Remote access: with ``tls=DaemonTLS(...)`` every daemon also serves ``tcp://<address>:2376`` with
+``--tlsverify``. Node addresses exist only on the bridge, so a client of that port (or of anything
+else served in a node's namespace) runs in the bridge's namespace: ``join_bridge`` gives it an
+address, ``on_bridge`` prefixes a command.
+
 Use the fixtures ``single_engine`` and ``three_managers``, or the classes directly::
 
     with EngineCluster(3) as cluster:   # up() ... down()
@@ -73,6 +78,7 @@ NODE_PREFIX_LEN = 24
 ADDR_POOL = "10.231.128.0/17"  # swarm-scope networks (ingress, overlays) are carved from here
 ADDR_POOL_MASK = 24
 SWARM_PORT = 2377
+TLS_PORT = 2376  # a node's dockerd also listens on tcp://<its address>:2376 when given DaemonTLS
 
 IMAGE_REPOSITORY = "local/busybox"
 IMAGE_TAG = "1"
@@ -314,6 +320,16 @@ def busybox_rootfs() -> bytes:
 # ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DaemonTLS:
+    """PEM files for a node's TCP listener, as ``dockerd --tlsverify`` takes them: the server's
+    certificate and key, and the CA a client's certificate must be signed by."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 @dataclass(eq=False)
 class EngineNode:
     """One extra dockerd in its own network namespace ``name``, reachable at ``address``.
@@ -330,6 +346,9 @@ class EngineNode:
     # whether tasks pull their images (by default they use the local image as it is).
     insecure_registries: tuple[str, ...] = ()
     pulls: bool = False
+    # With TLS files the daemon also serves tcp://0.0.0.0:2376 inside its namespace, so only what
+    # is on the private bridge reaches it (see tcp_host).
+    tls: DaemonTLS | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _client: docker.APIClient | None = field(default=None, init=False, repr=False)
 
@@ -366,6 +385,11 @@ class EngineNode:
     @property
     def cgroup_name(self) -> str:
         return f"swarmkeeper-engines-{self.name}"
+
+    @property
+    def tcp_host(self) -> str:
+        """``tcp://<address>:2376``: the TLS listener (only with ``tls``; reachable from the bridge)."""
+        return f"tcp://{self.address}:{TLS_PORT}"
 
     # -- API ---------------------------------------------------------------
 
@@ -486,6 +510,14 @@ class EngineNode:
             f"--containerd-namespace=swarmkeeper-{self.name}",
             f"--containerd-plugins-namespace=swarmkeeper-{self.name}-plugins",
         ]
+        if self.tls is not None:
+            dockerd += [
+                f"--host=tcp://0.0.0.0:{TLS_PORT}",
+                "--tlsverify",
+                f"--tlscacert={self.tls.ca}",
+                f"--tlscert={self.tls.cert}",
+                f"--tlskey={self.tls.key}",
+            ]
         script = " && ".join([*mounts, f"hostname {shlex.quote(self.name)}", f"exec {shlex.join(dockerd)}"])
         return [_tool("ip"), "netns", "exec", self.name, _tool("unshare"), "--uts", "--", "/bin/sh", "-c", script]
 
@@ -590,7 +622,9 @@ class EngineNode:
 # ---------------------------------------------------------------------------
 
 
-def _node_for(prefix: str, index: int, insecure: tuple[str, ...] = (), pulls: bool = False) -> EngineNode:
+def _node_for(
+    prefix: str, index: int, insecure: tuple[str, ...] = (), pulls: bool = False, tls: DaemonTLS | None = None
+) -> EngineNode:
     name = f"{prefix}{index}"
     return EngineNode(
         index=index,
@@ -599,6 +633,7 @@ def _node_for(prefix: str, index: int, insecure: tuple[str, ...] = (), pulls: bo
         socket=f"unix://{RUN_ROOT}/{name}.sock",
         insecure_registries=insecure,
         pulls=pulls,
+        tls=tls,
     )
 
 
@@ -612,7 +647,13 @@ class EngineCluster:
     """
 
     def __init__(
-        self, count: int, *, prefix: str = "skn", insecure_registries: tuple[str, ...] = (), pulls: bool = False
+        self,
+        count: int,
+        *,
+        prefix: str = "skn",
+        insecure_registries: tuple[str, ...] = (),
+        pulls: bool = False,
+        tls: DaemonTLS | None = None,
     ) -> None:
         if not 1 <= count <= 99:
             raise ValueError(f"count must be 1..99, not {count}")
@@ -622,7 +663,9 @@ class EngineCluster:
             raise ValueError(f"prefix must be 2-8 lowercase letters, not {prefix!r}")
         self.prefix = prefix
         self.bridge_netns = f"{prefix}br"
-        self.nodes: list[EngineNode] = [_node_for(prefix, i, insecure_registries, pulls) for i in range(1, count + 1)]
+        self.nodes: list[EngineNode] = [
+            _node_for(prefix, i, insecure_registries, pulls, tls) for i in range(1, count + 1)
+        ]
         self.managers = 0  # set by init_swarm
 
     def __enter__(self) -> EngineCluster:
@@ -776,18 +819,35 @@ class EngineCluster:
     def serve_on_bridge(self, address: str, command: list[str], log: Path) -> subprocess.Popen[bytes]:
         """Run ``command`` (a registry, say) in the bridge's namespace, which gets ``address`` too,
         so every node reaches it and nothing outside does. The caller stops it before :meth:`down`."""
-        _run(
-            ["ip", "-n", self.bridge_netns, "addr", "add", f"{address}/{NODE_PREFIX_LEN}", "dev", "br0"],
-            f"{address} on the bridge",
-        )
+        self.join_bridge(address)
         with log.open("ab") as out:
             return subprocess.Popen(
-                [_tool("ip"), "netns", "exec", self.bridge_netns, *command],
+                self.on_bridge(command),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def join_bridge(self, address: str) -> None:
+        """Give the bridge's namespace ``address`` too (idempotent): what runs there (:meth:`on_bridge`)
+        reaches every node's address, and nothing outside the namespaces does."""
+        result = subprocess.run(
+            ["ip", "-n", self.bridge_netns, "-o", "addr", "show", "dev", "br0"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=DAEMON_ENV,
+        )
+        if f" {address}/" not in result.stdout:
+            _run(
+                ["ip", "-n", self.bridge_netns, "addr", "add", f"{address}/{NODE_PREFIX_LEN}", "dev", "br0"],
+                f"{address} on the bridge",
+            )
+
+    def on_bridge(self, command: list[str]) -> list[str]:
+        """``command`` as run in the bridge's namespace (give it an address first: :meth:`join_bridge`)."""
+        return [_tool("ip"), "netns", "exec", self.bridge_netns, *command]
 
     def log_tails(self, lines: int = 15) -> str:
         """The end of every node's daemon log, for failure messages."""

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from swarmkeeper.api import Condition, ConditionStatus, Key, ObjectStatus, ServiceStatus
+from swarmkeeper.controller.engine_events import relevant
 from swarmkeeper.engine import conditions as C
 from swarmkeeper.engine.desired import resolve_desired
 from swarmkeeper.engine.fingerprint import fingerprint
@@ -662,3 +663,23 @@ def test_image_references_as_the_docker_cli_reads_them(reference: str, normalize
 
     assert normalize_image(reference) == normalized
     assert repository_of(reference) == repository
+
+
+@pytest.mark.parametrize(
+    ("event", "wakes"),
+    [
+        ({"Type": "config", "Action": "update", "Actor": {"Attributes": {"name": "swarmkeeper-lease.watch"}}}, False),
+        ({"Type": "config", "Action": "update", "Actor": {"Attributes": {"name": "app_conf-v2"}}}, True),
+        (
+            {"Type": "network", "Action": "connect", "scope": "local", "Actor": {"Attributes": {"name": "bridge"}}},
+            False,
+        ),
+        ({"Type": "network", "Action": "remove", "scope": "swarm", "Actor": {"Attributes": {"name": "ns_net"}}}, True),
+        ({"Type": "service", "Action": "update", "Actor": {"Attributes": {"name": "ns_web"}}}, True),
+        ({"Type": "container", "Action": "die", "Actor": {"Attributes": {"com.docker.swarm.service.id": "x"}}}, True),
+        ({"Type": "container", "Action": "die", "Actor": {"Attributes": {"name": "not-a-task"}}}, False),
+    ],
+)
+def test_engine_events_that_wake_a_pass(event: dict[str, object], wakes: bool) -> None:
+    # A lease renewal or a container joining a local network must not run passes on an idle swarm.
+    assert relevant(event) is wakes

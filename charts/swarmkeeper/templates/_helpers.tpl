@@ -50,13 +50,19 @@ app.kubernetes.io/component: operator
 # remove its finalizer and its bookkeeping annotations (patch). Never create, update or delete:
 # users own the objects; the operator only reacts to them.
 - apiGroups: [swarmkeeper.io]
-  resources: [swarmservices, swarmnetworks, swarmsecrets, swarmconfigs, swarmclusters]
+  resources: [swarmservices, swarmnetworks, swarmsecrets, swarmconfigs, swarmclusters, swarmalerts]
   verbs: [get, list, watch, patch]
 # Their status subresource: every pass merge-patches the live swarm status into it (READY 3/3,
 # conditions, observedGeneration). /scale is not listed: `kubectl scale` writes spec.replicas
 # through it and the operator reads that from the resource itself.
 - apiGroups: [swarmkeeper.io]
-  resources: [swarmservices/status, swarmnetworks/status, swarmsecrets/status, swarmconfigs/status, swarmclusters/status]
+  resources:
+    - swarmservices/status
+    - swarmnetworks/status
+    - swarmsecrets/status
+    - swarmconfigs/status
+    - swarmclusters/status
+    - swarmalerts/status
   verbs: [get, patch]
 # Secrets and ConfigMaps: get reads the key a SwarmSecret's (Secret) or SwarmConfig's (ConfigMap)
 # spec.secretRef names; list and watch let a rotated value reach the swarm at once instead of at

@@ -9,8 +9,9 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
+from .alert import ALERT_EVENTS, AlertEvent, AlertTarget, ObjectSelector, SwarmAlert, SwarmAlertSpec
 from .base import API_VERSION, Condition, ConditionStatus, Model, ObjectMeta, ObjectStatus
-from .cluster import EngineEndpoint, EngineTLS, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus
+from .cluster import EngineEndpoint, EngineSSH, EngineTLS, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus
 from .key import Key
 from .network import IPAM, IPAMPool, SwarmNetwork, SwarmNetworkSpec
 from .service import (
@@ -36,27 +37,31 @@ from .service import (
 )
 from .values import SourceKeyRef, SwarmConfig, SwarmSecret, ValueSpec, ValueStatus
 
-Resource = SwarmCluster | SwarmNetwork | SwarmSecret | SwarmConfig | SwarmService
+Resource = SwarmCluster | SwarmNetwork | SwarmSecret | SwarmConfig | SwarmService | SwarmAlert
 AnyResource = Annotated[Resource, Field(discriminator="kind")]
 RESOURCE_ADAPTER: TypeAdapter[Resource] = TypeAdapter(AnyResource)
 
 KINDS: dict[str, type[Resource]] = {
     cls.model_fields["kind"].default: cls
-    for cls in (SwarmCluster, SwarmNetwork, SwarmSecret, SwarmConfig, SwarmService)
+    for cls in (SwarmCluster, SwarmNetwork, SwarmSecret, SwarmConfig, SwarmService, SwarmAlert)
 }
 
 __all__ = [
+    "ALERT_EVENTS",
     "API_VERSION",
     "IPAM",
     "KINDS",
     "RESOURCE_ADAPTER",
     "UNMANAGED_FIELDS",
     "UNMANAGED_FIELDS_ANNOTATION",
+    "AlertEvent",
+    "AlertTarget",
     "AnyResource",
     "Condition",
     "ConditionStatus",
     "DNSConfig",
     "EngineEndpoint",
+    "EngineSSH",
     "EngineTLS",
     "FileReference",
     "Healthcheck",
@@ -66,6 +71,7 @@ __all__ = [
     "Mount",
     "NetworkAttachment",
     "ObjectMeta",
+    "ObjectSelector",
     "ObjectStatus",
     "Placement",
     "Port",
@@ -76,6 +82,8 @@ __all__ = [
     "RollbackConfig",
     "ServiceStatus",
     "SourceKeyRef",
+    "SwarmAlert",
+    "SwarmAlertSpec",
     "SwarmCluster",
     "SwarmClusterSpec",
     "SwarmClusterStatus",

@@ -18,20 +18,43 @@ from .units import Duration
 
 
 class EngineTLS(Model):
+    """TLS for a tcp:// engine (dockerd --tlsverify). Files are relative to the spec file."""
+
     ca_file: str | None = Field(default=None, description="CA bundle that signed the engine's certificate.")
     cert_file: str | None = Field(default=None, description="Client certificate (PEM).")
     key_file: str | None = Field(default=None, description="Client key (PEM).")
-    verify: bool = Field(default=True, description="Verify the engine's certificate against caFile.")
+    verify: bool = Field(
+        default=True,
+        description="Verify the engine's certificate (and that it names the host) against caFile, or the "
+        "system's CAs without one.",
+    )
+
+
+class EngineSSH(Model):
+    """How to log in to an ssh:// engine. ssh's own configuration and agent apply too; swarmkeeper never
+    prompts and always checks the host key: an unknown or changed key is refused, never added."""
+
+    identity_file: str | None = Field(
+        default=None,
+        description="Private key to log in with (like ssh -i; mode 0600), relative to the spec file. The "
+        "ssh agent and ~/.ssh keys when omitted.",
+    )
+    known_hosts_file: str | None = Field(
+        default=None,
+        description="known_hosts file holding the engine host's key, relative to the spec file. "
+        "~/.ssh/known_hosts when omitted.",
+    )
 
 
 class EngineEndpoint(Model):
     host: str | None = Field(
         default=None,
-        description="unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host; DOCKER_HOST or the "
-        "local socket when omitted.",
+        description="unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host[:port] (that host runs "
+        "`docker system dial-stdio`); DOCKER_HOST or the local socket when omitted.",
         pattern=r"^(unix|tcp|ssh|npipe)://",
     )
-    tls: EngineTLS | None = None
+    tls: EngineTLS | None = Field(default=None, description="For a tcp:// host.")
+    ssh: EngineSSH | None = Field(default=None, description="For an ssh:// host.")
     timeout: Duration = "60s"
     registry_auth_file: str | None = Field(
         default=None,
@@ -39,6 +62,15 @@ class EngineEndpoint(Model):
         "auths, as docker login writes it), relative to the spec file. Used to pin images to digests and "
         "sent with creates and updates, so every node can pull. The local docker config when omitted.",
     )
+
+    @model_validator(mode="after")
+    def _transport_settings(self) -> EngineEndpoint:
+        scheme = (self.host or "").split("://", 1)[0]
+        if self.tls is not None and scheme != "tcp":
+            raise ValueError("tls applies to a tcp:// host only")
+        if self.ssh is not None and scheme != "ssh":
+            raise ValueError("ssh applies to an ssh:// host only")
+        return self
 
 
 NodeRole = Literal["manager", "worker"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -12,6 +14,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from ..loading import LoadResult, Manifest
+    from ..swarm.connect import EngineClient
 
 # Exit codes shared by all commands (diff uses 1 for "changes").
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -77,6 +80,56 @@ def setup_logging(verbose: int, log_format: str = "text") -> None:
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     err.print(f"error: {message}", markup=False)
     raise typer.Exit(code)
+
+
+def manager_or_wait(
+    connect: Callable[[], EngineClient], *, wait: bool, init: bool = False, advertise_addr: str | None = None
+) -> str | None:
+    """``require_manager`` for a controller: with ``wait``, an engine that does not answer yet, or
+    whose swarm is still starting, is waited for (a controller started at boot or during a dockerd
+    restart must come up with its engine, not exit). An engine that answers and will never do fails
+    at once. SIGTERM/SIGINT while waiting exit 0, as they do once the loop runs."""
+    stopping = threading.Event()
+    previous: dict[int, Any] = {}
+    if wait and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: stopping.set())
+    try:
+        return _wait_for_manager(connect, wait, init, advertise_addr, stopping)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _wait_for_manager(
+    connect: Callable[[], EngineClient], wait: bool, init: bool, advertise_addr: str | None, stopping: threading.Event
+) -> str | None:
+    from ..swarm.errors import EngineError, NotAManager
+    from ..swarm.membership import require_manager
+
+    log = logging.getLogger(__name__)
+    delay, said = 0.5, ""
+    while True:
+        try:
+            node = require_manager(connect(), init=init, advertise_addr=advertise_addr)
+        except NotAManager as exc:
+            if not wait or exc.state != "pending":  # pending: the node's swarm is still starting
+                fail(str(exc))
+            why = f"the engine's swarm is starting (state {exc.state})"
+        except EngineError as exc:
+            if not wait or not exc.unreachable:
+                fail(str(exc))
+            why = str(exc)
+        else:
+            if said:
+                log.info("the engine answers")
+            return node
+        if why != said:
+            log.warning("%s; waiting for it", why)
+            said = why
+        if stopping.wait(delay):
+            raise typer.Exit(EXIT_OK)
+        delay = min(delay * 2, 30.0)
 
 
 def print_load_errors(result: LoadResult) -> None:

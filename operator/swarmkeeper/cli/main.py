@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .. import __version__
-from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, err, fail, load_or_exit, out, setup_logging
+from .common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    err,
+    fail,
+    load_or_exit,
+    manager_or_wait,
+    out,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from ..api import Key
@@ -132,7 +142,8 @@ def diff(
             out.print(f"cluster {target.cluster}:")
         for line in [*cluster_lines(target.outcome, dry_run=True), *render.plan_lines(target.outcome.plan)]:
             out.print(line)
-        changes = changes or not target.outcome.plan.empty or bool(target.outcome.plan.errors)
+        plan = target.outcome.plan
+        changes = changes or not plan.empty or bool(plan.errors) or bool(plan.held)
         changes = changes or any(c.planned or not c.ok for c in target.outcome.clusters)
     if not changes:
         out.print("no changes")
@@ -153,7 +164,8 @@ def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
             err.print(f"failed: {result.step.describe()}: {result.error}", markup=False)
         for warning in result.warnings:
             err.print(f"warning: {render.key_name(result.step.key)}: {warning}", markup=False)
-    if outcome.plan.empty and not outcome.plan.errors and not any(c.done or not c.ok for c in outcome.clusters):
+    quiet = outcome.plan.empty and not outcome.plan.errors and not outcome.plan.held
+    if quiet and not any(c.done or not c.ok for c in outcome.clusters):
         out.print("no changes")
 
 
@@ -161,7 +173,10 @@ def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
 def apply(
     paths: Paths,
     prune: Annotated[bool, typer.Option(help="Delete managed objects that left the specs.")] = False,
-    force: Annotated[bool, typer.Option(help="Allow pruning more than half of the managed objects.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Allow pruning more than half of the managed objects; send again a spec swarm rolled back."),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     wait: Annotated[bool, typer.Option(help="Follow services until converged; exit 1 if an update fails.")] = False,
     timeout: Annotated[str, typer.Option(metavar="DURATION", help="How long --wait (and dependsOn) may take.")] = "5m",
@@ -258,6 +273,14 @@ def get(
     output: Annotated[
         str, typer.Option("--output", "-o", metavar="FORMAT", help="table, wide, yaml or json.")
     ] = "table",
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", metavar="NAME", help="Ask this SwarmCluster's engine (its spec is found with -f)."),
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option("--file", "-f", metavar="PATH", help="Spec files or folders holding the SwarmCluster."),
+    ] = None,
     host: HostOpt = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -271,12 +294,16 @@ def get(
     if kind is not None and kind.lower() in ("nodes", "node"):
         from .nodes import show_nodes
 
-        return show_nodes([], None, host, output)
+        return show_nodes(files or [], cluster, host, output)
     kinds = _kinds_wanted(kind)
+    # A cluster's engine is reached as its spec says (TLS, ssh): without specs, only the default engine.
+    manifests = load_or_exit(files, resolve_values=False) if files and cluster else []
+    if cluster is not None and not any(m.kind == "SwarmCluster" and m.name == cluster for m in manifests):
+        fail(f"no SwarmCluster named {cluster!r}" + (" in the specs given" if files else "; pass its specs with -f"))
     try:
-        objects = inventory(observe(_clients(host).get(None)))
+        objects = inventory(observe(_clients(host).get(cluster, manifests)))
     except EngineError as exc:
-        fail(str(exc))
+        fail(f"cluster {cluster}: {exc}" if cluster else str(exc))
     objects = [
         o
         for o in objects
@@ -442,8 +469,6 @@ def watch(
     from ..api.units import duration_to_ns
     from ..controller.loop import LoopOptions
     from ..controller.watch import WatchOptions, run_watch
-    from ..swarm.errors import EngineError
-    from ..swarm.membership import require_manager
 
     if log_format not in ("text", "json"):
         fail("--log-format must be text or json", EXIT_INVALID)
@@ -462,10 +487,9 @@ def watch(
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", EXIT_INVALID)
-    try:
-        node = require_manager(_clients(host).get(None), init=init_swarm, advertise_addr=advertise_addr)
-    except EngineError as exc:
-        fail(str(exc))
+    node = manager_or_wait(
+        lambda: _clients(host).get(None), wait=not once, init=init_swarm, advertise_addr=advertise_addr
+    )
     if node is not None:
         out.print(f"initialised a single-node swarm (node {node[:12]})")
     loop = LoopOptions(

@@ -212,16 +212,15 @@ def export(
     verbose: Verbose = 0,
 ) -> None:
     """Specs for what runs in the swarm now: services, networks, configs, and secrets by reference."""
-    from ..api import EngineEndpoint
     from ..sources.migrate.export import export_state
-    from ..swarm.connect import connect
+    from ..swarm.connect import connect_default
     from ..swarm.errors import EngineError
     from ..swarm.observe import observe
 
     setup_logging(verbose)
     _namespace_or_exit(namespace)
     try:
-        state = observe(connect(EngineEndpoint(host=host) if host else None))
+        state = observe(connect_default(host))
     except EngineError as exc:
         fail(str(exc))
     objects = export_state(state, namespace)

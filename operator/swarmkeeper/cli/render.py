@@ -68,6 +68,8 @@ def plan_lines(plan: Plan, *, changes: bool = True) -> list[Text]:
                 lines.append(Text("      " + _ADOPTION[step.reason][step.type], style="dim"))
     for error in plan.errors:
         lines.append(Text(f"! {key_name(error.key) if error.key else ''}: {error.message}", style="red"))
+    for key, why in plan.held.items():
+        lines.append(Text(f"! {key_name(key)}: {why} (apply --force sends it again)", style="red"))
     for key in plan.orphans:
         lines.append(Text(f"? {key_name(key)}: no longer in the specs; kept (use --prune to remove)", style="cyan"))
     if plan.blocked:

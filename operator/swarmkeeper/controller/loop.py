@@ -22,9 +22,10 @@ from ..engine.run import Clients, Options, PassOutcome, run_pass
 from ..loading import LoadResult, Manifest
 from ..swarm import labels as L
 from ..swarm.connect import EngineClient
-from .engine_events import EngineEvents
+from .engine_events import CLUSTER_EVENT, ClusterEvents, EngineEvents
 from .lease_keeper import LeaseKeeper
 from .metrics import HealthServer, Metrics
+from .notify import Notifier
 from .once import LastingStates
 from .registry_hook import REASON as REGISTRY
 from .registry_hook import RegistryHook
@@ -88,6 +89,7 @@ class Controller:
         self.name = source.controller
         self.wakeup = Wakeup()
         self.metrics = Metrics(self.name)
+        self.notifier = Notifier(self.name, self.metrics)
         self.stopping = threading.Event()
         self.last_good: list[Manifest] | None = None
         self.last_errors: list[str] = []
@@ -100,6 +102,7 @@ class Controller:
         self.lease = LeaseKeeper(
             lambda: Clients(options.host).get(None), options.source, self.wakeup, options.lease_ttl
         )
+        self.cluster_events = ClusterEvents(self.wakeup)  # follows the clusters the specs name (run only)
         self.alive_at = time.monotonic()
         self.engine_ok = False
         self.passes = 0
@@ -149,14 +152,19 @@ class Controller:
                 image_interval=0.0 if REGISTRY in reasons else self.options.image_interval,
             )
             outcome = run_pass(self.last_good, self.clients, options, spec_errors=errors)
+            self.cluster_events.follow(self.last_good)
         self._report(outcome)
         self.engine_ok = outcome.engine_ok
         # Status goes to the objects as they are in the files now (fresh positions), the invalid ones
         # get their error; everything else keeps the status computed from the last good specs.
+        published = result.manifests if errors else (self.last_good or [])
         try:
-            self.source.publish(result.manifests if errors else (self.last_good or []), outcome)
+            self.source.publish(published, outcome)
         except OSError as exc:
             log.error("cannot write status: %s", exc)
+        # Like the rest of the specs, an invalid edit leaves the last good alerts in force.
+        alerts = self.last_good if self.last_good is not None else published
+        self.notifier.observe(published, outcome, source=self.options.source, alerts=alerts)  # never waits
         outcome.duration = time.monotonic() - started
         self.metrics.record_pass(outcome, self.clients.take_calls())
         self.passes += 1
@@ -186,6 +194,7 @@ class Controller:
             level=logging.INFO,
         )
         problems = {m: "" for m in [*outcome.plan_errors, *outcome.blocked]}
+        problems.update({f"{k}: {why}": "" for k, why in outcome.held.items()})
         self.problems.update(problems, start="%s%s", end="resolved: %s", level=logging.ERROR)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -208,15 +217,18 @@ class Controller:
         self.lease.start()
         for trigger in triggers:
             trigger.start()
+        self.cluster_events.start()
         try:
             self._loop()
         finally:
+            self.cluster_events.stop()
             for trigger in triggers:
                 trigger.stop()
             self.lease.stop()
             if server is not None:
                 server.stop()
             self.clients.close()
+            self.notifier.close()
         log.info("stopped")
         return 0
 
@@ -235,6 +247,7 @@ class Controller:
             result = self.run_pass({"once"})
         finally:
             self.lease.stop()
+            self.notifier.close()
         return 0 if result.ok else 1
 
     def _start_health_server(self) -> HealthServer | None:
@@ -285,7 +298,7 @@ class _Pacing:
     def woke(self, reasons: set[str]) -> None:
         now = time.monotonic()
         self.followups = [t for t in self.followups if t > now]
-        if "engine" in reasons:
+        if any(r == "engine" or r.startswith(CLUSTER_EVENT) for r in reasons):
             # An event often comes before the swarm's own bookkeeping catches up (a container
             # dies before its task is marked failed): look again shortly, a few times.
             self.followups = sorted({*self.followups, *(now + d for d in FOLLOWUP_DELAYS)})

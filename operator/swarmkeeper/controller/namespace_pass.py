@@ -35,6 +35,7 @@ from ..sources.kubernetes import (
     to_manifest,
 )
 from .metrics import Metrics
+from .notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class NamespaceReconciler:
         self._owned: dict[str, Counter[str]] = {}
         self._lock = threading.Lock()  # for the shared dicts above; passes of different namespaces overlap
         self.engine_ok = False
+        self.notifier = Notifier(metrics.controller, metrics)  # each namespace's SwarmAlerts, its own events
 
     def _clients_of(self, namespace: str) -> Clients:
         with self._lock:
@@ -102,6 +104,7 @@ class NamespaceReconciler:
         self._publish_outcome(outcome, specs)
         self._publish_problems(specs)
         self._publish_clusters(specs, outcome)
+        self.notifier.observe(specs.manifests, outcome, source=source_name(namespace), scope=namespace)
         with self._lock:
             if outcome.engine_ok:
                 self._owned[namespace] = outcome.owned_counts(source_name(namespace))
@@ -155,7 +158,11 @@ class NamespaceReconciler:
                 cr = specs.resources.get(e.key) if e.key is not None else None
                 if cr is not None:
                     self._warn_once(cr, "ApplyFailed", e.message)
-        failed = {k for o in outcome.outcomes for k in o.errors}
+            for key, why in o.plan.held.items():
+                cr = specs.resources.get(key)
+                if cr is not None:
+                    self._warn_once(cr, "RolledBack", why)
+        failed = {k for o in outcome.outcomes for k in [*o.errors, *o.plan.held]}
         for key in outcome.statuses:  # a failure that is over is reported again if it comes back
             cr = specs.resources.get(key)
             if cr is not None and key not in failed:

@@ -84,7 +84,13 @@ class NodeEngines:
 
     def for_host(self, host: str) -> EngineClient:
         """A node no longer in the spec, by the engine address recorded when it joined."""
-        engine = EngineEndpoint(host=host, tls=self.spec.engine.tls, timeout=self.spec.engine.timeout)
+        own = self.spec.engine
+        engine = EngineEndpoint(
+            host=host,
+            tls=own.tls if host.startswith("tcp://") else None,
+            ssh=own.ssh if host.startswith("ssh://") else None,
+            timeout=own.timeout,
+        )
         return self._connect(f"host:{host}", engine)
 
     def _connect(self, key: str, endpoint: EngineEndpoint) -> EngineClient:

@@ -10,9 +10,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..api import EngineEndpoint, SwarmCluster
+from ..api import SwarmCluster
 from ..loading import Manifest
-from ..swarm.connect import EngineClient, connect
+from ..swarm.connect import EngineClient, connect_default
 from .cluster import connect_cluster
 
 
@@ -44,7 +44,7 @@ def group_by_cluster(manifests: Sequence[Manifest], only: str | None = None) -> 
 def connect_target(cluster: str | None, manifests: Sequence[Manifest], *, host: str | None = None) -> EngineClient:
     """A client for ``cluster`` as defined among ``manifests``; ``host`` overrides the default engine."""
     if cluster is None:
-        return connect(EngineEndpoint(host=host) if host else None)
+        return connect_default(host)
     for m in manifests:
         if isinstance(m.resource, SwarmCluster) and m.resource.metadata.name == cluster:
             base = m.origin.file.parent if m.origin is not None else None

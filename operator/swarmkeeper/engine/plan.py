@@ -66,6 +66,8 @@ class Plan:
     errors: list[PlanError] = field(default_factory=list)  # per object: that object is left alone
     blocked: str | None = None  # the whole plan is refused (prune guard)
     orphans: list[Key] = field(default_factory=list)  # managed, no longer in specs, kept (no --prune)
+    # Services whose spec swarm rolled back: not sent again until the spec changes (or --force).
+    held: dict[Key, str] = field(default_factory=dict)
     unmanaged: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -87,9 +89,15 @@ class Plan:
         return out
 
 
+ROLLBACK_STATES = frozenset({"rollback_started", "rollback_paused", "rollback_completed"})
+ROLLED_BACK = "swarm rolled this spec back after its update failed; it is not sent again until the spec changes"
+
+
 class _Builder:
-    def __init__(self, desired: Desired, state: SwarmState, source: str, adopt: bool = False) -> None:
-        self.desired, self.state, self.source, self.adopt = desired, state, source, adopt
+    def __init__(
+        self, desired: Desired, state: SwarmState, source: str, adopt: bool = False, force: bool = False
+    ) -> None:
+        self.desired, self.state, self.source, self.adopt, self.force = desired, state, source, adopt, force
         by_reference = {("network", n["Name"]) for n in A.adopted_networks(state).values()}
         self.plan = Plan(unmanaged=[u for u in state.foreign() if u not in by_reference])
         self.by_key: dict[tuple[Action, Key], Step] = {}
@@ -204,6 +212,10 @@ class _Builder:
             return None
         labels = actual["Spec"].get("Labels") or {}
         reason: Reason = "drift" if labels.get(L.SPEC_HASH) == want.spec_hash else "changed"
+        if reason == "changed" and not self.force and self.rolled_back(want, actual):
+            # Sending it again would start the same failing update at every pass: a crash loop.
+            self.plan.held[key] = ROLLED_BACK
+            return None
         return self.add(
             "update",
             key,
@@ -235,6 +247,19 @@ class _Builder:
 
     def service_step(self, key: Key) -> Step | None:
         return self.by_key.get(("create", key)) or self.by_key.get(("update", key))
+
+    def rolled_back(self, want: DesiredService, actual: Obj) -> bool:
+        """Whether swarm rolled ``actual`` back from exactly the desired spec. Swarm drops the
+        rolled-back spec from the service (PreviousSpec is emptied), but the tasks it started from
+        that spec stay in the task history, each with its own copy of the task template."""
+        if (actual.get("UpdateStatus") or {}).get("State") not in ROLLBACK_STATES:
+            return False
+        wanted = normalize_service({"TaskTemplate": want.payload.get("TaskTemplate") or {}})["TaskTemplate"]
+        names = self.state.network_names
+        return any(
+            not diff(normalize_service({"TaskTemplate": task.get("Spec") or {}}, names)["TaskTemplate"], wanted)
+            for task in self.state.tasks_by_service.get(actual["ID"], [])
+        )
 
     def service_changes(self, want: DesiredService, actual: Obj) -> list[Change]:
         return diff(
@@ -389,7 +414,7 @@ def make_plan(
 ) -> Plan:
     """``adopt``: objects made outside swarmkeeper under the names the specs use are taken over
     (adopt.py) instead of being reported as conflicts."""
-    b = _Builder(desired, state, source, adopt)
+    b = _Builder(desired, state, source, adopt, force)
     b.networks()
     b.values()
     b.services()

@@ -63,7 +63,13 @@ class Outcome:
     @property
     def ok(self) -> bool:
         clusters_ok = all(c.ok for c in self.clusters)
-        return clusters_ok and not self.plan.blocked and not self.plan.errors and not self.report.failed
+        return (
+            clusters_ok
+            and not self.plan.blocked
+            and not self.plan.errors
+            and not self.plan.held
+            and not self.report.failed
+        )
 
     @property
     def changed(self) -> set[Key]:
@@ -141,7 +147,13 @@ def reconcile(
         outcome.statuses = compute_statuses(manifests, state, desired, {})
     elif options.status:
         outcome.statuses = compute_statuses(
-            manifests, state, desired, outcome.errors, changes=outcome.changes(), waiting=outcome.waiting
+            manifests,
+            state,
+            desired,
+            outcome.errors,
+            changes=outcome.changes(),
+            waiting=outcome.waiting,
+            held=outcome.plan.held,
         )
         outcome.statuses.update({c.key: c.status for c in clusters})
     return outcome

@@ -24,11 +24,17 @@ from ..swarm.errors import EngineError
 from ..swarm.observe import observe
 from .apply import ApplyReport, StepResult, apply_plan
 from .clusters import Target, connect_target, group_by_cluster
+from .conditions import READY, condition
 from .inventory import inventory
 from .plan import Plan, make_delete_plan, owned_keys
 from .reconcile import Options, Outcome, reconcile
 
+# Kinds that configure swarmkeeper itself (who is told what): they live in no swarm, so nothing is
+# planned, applied, deleted or pruned for them; a pass only gives them a status.
+OWN_KINDS = frozenset({"SwarmAlert"})
+
 __all__ = [
+    "OWN_KINDS",
     "Clients",
     "DeleteOutcome",
     "ObjectChange",
@@ -169,6 +175,7 @@ class PassOutcome:
     revision: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration: float = 0.0
+    own_statuses: dict[Key, ObjectStatus] = field(default_factory=dict)  # OWN_KINDS objects
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -176,7 +183,7 @@ class PassOutcome:
 
     @property
     def statuses(self) -> dict[Key, ObjectStatus]:
-        out: dict[Key, ObjectStatus] = {}
+        out: dict[Key, ObjectStatus] = dict(self.own_statuses)
         for o in self.outcomes:
             out.update(o.statuses)
         return out
@@ -239,6 +246,11 @@ class PassOutcome:
         return not self.engine_ok or any(c.deferred for c in self.changes)
 
     @property
+    def held(self) -> dict[Key, str]:
+        """Services whose spec swarm rolled back: not sent again until the spec changes."""
+        return {k: why for o in self.outcomes for k, why in o.plan.held.items()}
+
+    @property
     def plan_errors(self) -> list[str]:
         return [e.message for o in self.outcomes for e in o.plan.errors]
 
@@ -270,6 +282,8 @@ def run_pass(
     started = time.monotonic()
     options = options or Options()
     outcome = PassOutcome(spec_errors=list(spec_errors), revision=options.revision)
+    outcome.own_statuses = {m.key: _own_status(m) for m in manifests if m.kind in OWN_KINDS}
+    manifests = [m for m in manifests if m.kind not in OWN_KINDS]
     targets = group_by_cluster(manifests, only)
     if not targets and empty_pass:
         targets = [Target(None, [])]
@@ -286,6 +300,15 @@ def run_pass(
             on_target(done)
     outcome.duration = time.monotonic() - started
     return outcome
+
+
+def _own_status(m: Manifest) -> ObjectStatus:
+    gen = m.resource.metadata.generation
+    targets = len(getattr(m.resource.spec, "targets", ()))
+    message = f"{targets} target{'s' if targets != 1 else ''}"
+    return ObjectStatus(
+        observed_generation=gen, conditions=[condition(READY, "True", "Configured", message, generation=gen)]
+    )
 
 
 @dataclass
@@ -316,7 +339,8 @@ def run_delete(
     ``source``: only objects that source applied (a Kubernetes namespace never removes another's).
     """
     outcome = DeleteOutcome()
-    for cluster, wanted in keys.items():
+    for cluster, asked in keys.items():
+        wanted = {k for k in asked if k.kind not in OWN_KINDS}
         try:
             client = clients.get(cluster, manifests)
             state = observe(client)

@@ -229,10 +229,12 @@ def compute_statuses(
     *,
     changes: Mapping[Key, Change] | None = None,
     waiting: Mapping[Key, str] | None = None,
+    held: Mapping[Key, str] | None = None,
     now: datetime | None = None,
 ) -> dict[Key, ObjectStatus]:
     """Status of every manifest. ``changes`` are what this pass did to each object; ``waiting``,
-    the objects left for a later pass until what they depend on converges (and why)."""
+    the objects left for a later pass until what they depend on converges (and why); ``held``, the
+    services whose spec swarm rolled back, not sent again (and why)."""
     now = now or datetime.now(UTC).replace(microsecond=0)
     changes = changes or {}
     out: dict[Key, ObjectStatus] = {}
@@ -272,6 +274,9 @@ def compute_statuses(
         if change is not None:
             status.last_applied_at = now
         synced = _synced(change, error, now, m.resource.metadata.generation)
+        if held and m.key in held:
+            gen = m.resource.metadata.generation
+            synced = condition(SYNCED, "False", "RolledBack", held[m.key], at=now, generation=gen)
         if synced is not None:
             status.conditions.append(synced)
         out[m.key] = status

@@ -6,11 +6,16 @@ mutating call is checked on these counters (tests, benchmarks, metrics), not ass
 Where docker's own methods re-assemble a payload, the rest of this package calls the raw endpoints
 through ``get_json``, ``post_json`` and ``delete_json``: the only code that reaches into docker's
 private request helpers is in this module.
+
+Engines are reached at unix://, tcp:// (with TLS: ``EngineEndpoint.tls``) and ssh:// (ssh.py). An
+engine that cannot be reached fails here, as an EngineError naming its URL and saying why in one
+line, so every caller reports the same thing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -20,13 +25,17 @@ from typing import Any
 
 import docker
 from docker import APIClient, auth
+from docker.constants import DEFAULT_MAX_POOL_SIZE, MINIMUM_DOCKER_API_VERSION
 from docker.tls import TLSConfig
 
 from ..api import EngineEndpoint
+from ..api.cluster import EngineSSH, EngineTLS
 from ..api.units import duration_to_ns
 from .errors import EngineError, engine_errors
+from .ssh import SSHAdapter, SSHTarget
 
 MUTATING = frozenset({"POST", "PUT", "DELETE"})
+LOCAL_SOCKET = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,7 @@ class Answer:
 class EngineClient(APIClient):  # type: ignore[misc]
     """docker's low-level client, with a count of calls per (method, path)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, ssh: SSHTarget | None = None, **kwargs: Any) -> None:
         # Set before the base class asks the engine for its API version (the first counted call).
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -50,7 +59,26 @@ class EngineClient(APIClient):  # type: ignore[misc]
         self.image_digests: dict[str, Answer] = {}
         self.image_tags: dict[str, Answer] = {}
         self.own_logins = False  # registry logins of the engine's own (a SwarmCluster's registryAuthFile)
-        super().__init__(*args, **kwargs)
+        if ssh is None:
+            super().__init__(*args, **kwargs)
+            return
+        # docker's own ssh transport needs paramiko and takes no ssh options. So the client starts as
+        # a unix one (which connects to nothing until asked), its adapter is replaced by ours, and only
+        # then is the engine asked for its API version.
+        version = kwargs.pop("version", None)
+        kwargs["base_url"] = LOCAL_SOCKET
+        super().__init__(*args, version=MINIMUM_DOCKER_API_VERSION, **kwargs)
+        self._custom_adapter = SSHAdapter(ssh, self.timeout, kwargs.get("max_pool_size", DEFAULT_MAX_POOL_SIZE))
+        self.mount("http+docker://", self._custom_adapter)
+        self._version = self._retrieve_server_version() if version in (None, "auto") else version
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's own verify: the
+        # engine's CA (tls.caFile), or verify: false, must win over a bundle meant for other servers.
+        if verify is None and self.verify is not True:
+            settings["verify"] = self.verify
+        return settings
 
     def use_registry_logins(self, config: Path) -> None:
         """Registry logins from a docker client config file instead of the local one (docker-py
@@ -160,34 +188,86 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def connect(endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = None) -> EngineClient:
-    """A client for ``endpoint``, or for DOCKER_HOST / the local socket when it is None.
+    """A client for ``endpoint``, or for the default engine (:func:`connect_default`) when it is None.
 
-    TLS file paths are relative to ``base_dir`` (the folder of the SwarmCluster's spec file).
+    TLS, ssh and registry files are relative to ``base_dir`` (the folder of the SwarmCluster's spec
+    file).
     """
+    if endpoint is None or endpoint.host is None:
+        return connect_default(None, endpoint, base_dir=base_dir)
+    base = base_dir or Path.cwd()
+    kwargs: dict[str, Any] = {"base_url": endpoint.host}
+    ssh: SSHTarget | None = None
+    if endpoint.tls is not None:
+        kwargs["tls"] = _tls_config(endpoint.tls, base, endpoint.host)
+    if endpoint.host.startswith("ssh://"):
+        ssh = _ssh_target(endpoint.host, endpoint.ssh, base, _timeout(endpoint))
+    return _open(endpoint, kwargs, ssh, base)
+
+
+def connect_default(
+    host: str | None = None, endpoint: EngineEndpoint | None = None, *, base_dir: Path | None = None
+) -> EngineClient:
+    """The default engine: ``host`` (--host), else DOCKER_HOST, else the local socket; with TLS from
+    DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as the docker CLI takes them. ``endpoint``: its timeout
+    and registry logins (relative to ``base_dir``)."""
     endpoint = endpoint or EngineEndpoint()
-    timeout = max(1, duration_to_ns(endpoint.timeout) // 1_000_000_000)
-    if endpoint.host is None:
-        kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
-    else:
-        kwargs = {"base_url": endpoint.host}
-        if endpoint.tls is not None:
+    environment = dict(os.environ)
+    if host:
+        environment["DOCKER_HOST"] = host
+    url = environment.get("DOCKER_HOST") or LOCAL_SOCKET
+    with engine_errors(url):  # DOCKER_CERT_PATH without its files
+        kwargs: dict[str, Any] = docker.utils.kwargs_from_env(environment=environment)
+    base = base_dir or Path.cwd()
+    ssh = _ssh_target(url, None, base, _timeout(endpoint)) if url.startswith("ssh://") else None
+    return _open(endpoint, kwargs, ssh, base)
 
-            def rel(p: str | None) -> str | None:
-                return None if p is None else str((base_dir or Path.cwd()) / p)
 
-            cert, key = rel(endpoint.tls.cert_file), rel(endpoint.tls.key_file)
-            kwargs["tls"] = TLSConfig(
-                client_cert=(cert, key) if cert and key else None,
-                ca_cert=rel(endpoint.tls.ca_file),
-                verify=rel(endpoint.tls.ca_file)
-                if endpoint.tls.verify and endpoint.tls.ca_file
-                else endpoint.tls.verify,
-            )
-    # Asking for the API version is the first call: an engine that is away fails here, and must
-    # fail as an EngineError like any later call, so callers back off instead of crashing.
-    with engine_errors():
+def _timeout(endpoint: EngineEndpoint) -> int:
+    return max(1, duration_to_ns(endpoint.timeout) // 1_000_000_000)
+
+
+def _open(endpoint: EngineEndpoint, kwargs: dict[str, Any], ssh: SSHTarget | None, base: Path) -> EngineClient:
+    url = str(kwargs.get("base_url") or LOCAL_SOCKET)
+    # Asking for the API version is the first call: an engine that is away (or refuses this client)
+    # fails here, and must fail as an EngineError like any later call, so callers back off instead
+    # of crashing.
+    with engine_errors(url):
         # One pooled connection per concurrent apply step (engine.apply runs up to 32 at once).
-        client = EngineClient(version="auto", timeout=timeout, max_pool_size=32, **kwargs)
+        client = EngineClient(version="auto", timeout=_timeout(endpoint), max_pool_size=32, ssh=ssh, **kwargs)
     if endpoint.registry_auth_file is not None:
-        client.use_registry_logins((base_dir or Path.cwd()) / endpoint.registry_auth_file)
+        client.use_registry_logins(base / endpoint.registry_auth_file)
     return client
+
+
+def _tls_config(tls: EngineTLS, base: Path, url: str) -> TLSConfig:
+    """docker's TLS settings; a file that is not there is named now, not as a handshake failure."""
+    paths: dict[str, str | None] = {}
+    for name, value in (("caFile", tls.ca_file), ("certFile", tls.cert_file), ("keyFile", tls.key_file)):
+        paths[name] = None if value is None else str(base / value)
+        if paths[name] is not None and not Path(str(paths[name])).is_file():
+            raise EngineError(f"cannot reach the Docker engine at {url}: tls.{name} {paths[name]}: no such file")
+    cert, key = paths["certFile"], paths["keyFile"]
+    if (cert is None) != (key is None):
+        raise EngineError(f"cannot reach the Docker engine at {url}: tls.certFile and tls.keyFile go together")
+    ca = paths["caFile"]
+    return TLSConfig(
+        client_cert=(cert, key) if cert and key else None,
+        ca_cert=ca,
+        verify=ca if tls.verify and ca else tls.verify,
+    )
+
+
+def _ssh_target(url: str, ssh: EngineSSH | None, base: Path, timeout: int) -> SSHTarget:
+    files: dict[str, str | None] = {"identityFile": None, "knownHostsFile": None}
+    if ssh is not None:
+        for name, value in (("identityFile", ssh.identity_file), ("knownHostsFile", ssh.known_hosts_file)):
+            files[name] = None if value is None else str(base / value)
+            if files[name] is not None and not Path(str(files[name])).is_file():
+                raise EngineError(f"cannot reach the Docker engine at {url}: ssh.{name} {files[name]}: no such file")
+    target = SSHTarget(url, files["identityFile"], files["knownHostsFile"], connect_timeout=timeout)
+    try:
+        target.command()
+    except ValueError as exc:
+        raise EngineError(f"cannot reach the Docker engine at {url}: {exc}") from None
+    return target

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 HOLDER = "io.swarmkeeper.lease.holder"
 RENEWED = "io.swarmkeeper.lease.renewed"
 TTL = "io.swarmkeeper.lease.ttl"
+PREFIX = "swarmkeeper-lease."  # the config's name: PREFIX + source
+
+
+def is_lease(name: str) -> bool:
+    """Whether a swarm config of this name is a controller's lease (bookkeeping, not a spec'd object)."""
+    return name.startswith(PREFIX)
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class LeaseInfo:
 class Lease:
     def __init__(self, client: EngineClient, source: str, ttl: float = 15.0) -> None:
         self.client = client
-        self.name = f"swarmkeeper-lease.{source}"
+        self.name = f"{PREFIX}{source}"
         self.ttl = ttl
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.held = False

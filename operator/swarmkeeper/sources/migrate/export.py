@@ -23,9 +23,9 @@ from ...api import API_VERSION, RESOURCE_ADAPTER, SwarmNetwork
 from ...api.units import cpus_to_nano, ns_to_duration
 from ...swarm import labels as L
 from ...swarm.build import build_network_spec
+from ...swarm.lease import is_lease
 from ...swarm.observe import Obj, SwarmState
 
-LEASE_PREFIX = "swarmkeeper-lease."
 _OWNERSHIP = frozenset({L.MANAGED_BY, L.KIND, L.NAME, L.NAMESPACE, L.SOURCE, L.STACK_NAMESPACE, L.VERSION})
 
 
@@ -204,7 +204,7 @@ class _Exporter:
         latest: dict[tuple[str | None, str], tuple[_Id, Obj]] = {}
         for obj in objs:
             name = obj["Spec"]["Name"]
-            if kind == "Config" and name.startswith(LEASE_PREFIX):
+            if kind == "Config" and is_lease(name):
                 continue
             ident = _identity(name, obj["Spec"].get("Labels"))
             self.values[kind][obj["ID"]] = ident
