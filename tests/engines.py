@@ -931,6 +931,28 @@ def describe_swarm(seen: dict[str, dict[str, Any]]) -> str:
 
 
 @contextlib.contextmanager
+def started_engines(
+    cluster: EngineCluster, prepare: Callable[[EngineCluster], None] | None = None
+) -> Iterator[EngineCluster]:
+    """``cluster``'s engines started (in no swarm) and ``prepare``d; the test fails with the daemons'
+    logs if they cannot start. Stopped and removed afterwards."""
+    problem = ""
+    try:
+        cluster.up()
+        if prepare is not None:
+            prepare(cluster)
+    except Exception as exc:  # whatever kept them from starting
+        problem = str(exc) if isinstance(exc, EngineError) else f"{exc!r}\n\n{cluster.log_tails()}"
+    if problem:
+        cluster.down()
+        pytest.fail(f"extra Docker engines did not start: {problem}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@contextlib.contextmanager
 def running_swarm(count: int, *, prefix: str, managers: int | None = None) -> Iterator[EngineCluster]:
     """An initialised swarm of ``count`` extra engines, removed afterwards.
 

@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 
 from cli_helpers import CliResult, sk, write_spec
 from controller_helpers import controller
-from engines import EngineCluster, EngineError, EngineNode
+from engines import EngineCluster, EngineNode, started_engines
 from helpers import exec_in_service, service_tasks, wait_for
 
 pytestmark = pytest.mark.docker
@@ -123,16 +123,7 @@ def file_status(path: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """Three bare engines (no swarm), and the SwarmCluster spec applied to them once."""
-    engines = EngineCluster(3, prefix=PREFIX)
-    problem = ""
-    try:
-        engines.up()
-    except Exception as exc:  # whatever kept them from starting
-        problem = str(exc) if isinstance(exc, EngineError) else f"{exc!r}\n\n{engines.log_tails()}"
-    if problem:
-        engines.down()
-        pytest.fail(f"extra Docker engines did not start: {problem}", pytrace=False)
-    try:
+    with started_engines(EngineCluster(3, prefix=PREFIX)) as engines:
         specs = tmp_path_factory.mktemp("lab") / "specs"
         specs.mkdir()
         lab = Lab(engines, specs)
@@ -141,8 +132,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.preview = sk("diff", specs, "--source", lab.source)
         lab.bootstrap = lab.apply("-v")
         yield lab
-    finally:
-        engines.down()
 
 
 # --- bootstrap ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from cli_helpers import write_spec
 from controller_helpers import controller
-from engines import EngineCluster, EngineError
+from engines import EngineCluster, started_engines
 from helpers import running_count, wait_for
 
 pytestmark = pytest.mark.docker
@@ -56,19 +56,8 @@ spec:
 @pytest.fixture(scope="module")
 def bare_engines() -> Iterator[EngineCluster]:
     """Two engines that are in no swarm: swarmkeeper forms one on each."""
-    engines = EngineCluster(2, prefix=PREFIX)
-    problem = ""
-    try:
-        engines.up()
-    except Exception as exc:  # whatever kept them from starting
-        problem = str(exc) if isinstance(exc, EngineError) else f"{exc!r}\n\n{engines.log_tails()}"
-    if problem:
-        engines.down()
-        pytest.fail(f"extra Docker engines did not start: {problem}", pytrace=False)
-    try:
+    with started_engines(EngineCluster(2, prefix=PREFIX)) as engines:
         yield engines
-    finally:
-        engines.down()
 
 
 def statuses(path: Path) -> list[dict[str, Any]]:

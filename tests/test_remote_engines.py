@@ -29,7 +29,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from cli_helpers import CliResult, write_spec
-from engines import DaemonTLS, EngineCluster, EngineError, EngineNode, running_swarm
+from engines import DaemonTLS, EngineCluster, EngineNode, running_swarm, started_engines
 from helpers import wait_for
 from remote_fixtures import Pki, SSHServer, Watch, make_pki, sk_on_bridge, ssh_keypair, sshd, watch_on_bridge
 
@@ -128,26 +128,21 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     folder = tmp_path_factory.mktemp("remote")
     pki = make_pki(folder / "pki", "lab", ADDRESSES)
     other = make_pki(folder / "pki", "other", ADDRESSES)
-    engines = EngineCluster(3, prefix=PREFIX, tls=DaemonTLS(pki.ca, pki.server_cert, pki.server_key))
-    problem = ""
-    try:
-        engines.up()
-        engines.join_bridge(CONTROLLER_ADDRESS)
-    except Exception as exc:  # whatever kept them from starting
-        problem = str(exc) if isinstance(exc, EngineError) else f"{exc!r}\n\n{engines.log_tails()}"
-    if problem:
-        engines.down()
-        pytest.fail(f"extra Docker engines did not start: {problem}", pytrace=False)
-    try:
-        with running_swarm(1, prefix=QUIET_PREFIX) as quiet:
-            identity = folder / "id_ed25519"
-            with sshd(engines.nodes[1], folder / "sshd", [ssh_keypair(identity, "swarmkeeper")]) as server:
-                specs = folder / "cluster"
-                write_spec(specs, "cluster.yaml", three_node_cluster(pki, specs))
-                bootstrap = sk_on_bridge(engines, "apply", specs, "--source", "tri", "-v")
-                yield Remote(engines, quiet.nodes[0], pki, other, server, identity, bootstrap, specs)
-    finally:
-        engines.down()
+    tls = DaemonTLS(pki.ca, pki.server_cert, pki.server_key)
+
+    def bridged(cluster: EngineCluster) -> None:
+        cluster.join_bridge(CONTROLLER_ADDRESS)  # swarmkeeper runs on the bridge to reach tcp://
+
+    with (
+        started_engines(EngineCluster(3, prefix=PREFIX, tls=tls), bridged) as engines,
+        running_swarm(1, prefix=QUIET_PREFIX) as quiet,
+    ):
+        identity = folder / "id_ed25519"
+        with sshd(engines.nodes[1], folder / "sshd", [ssh_keypair(identity, "swarmkeeper")]) as server:
+            specs = folder / "cluster"
+            write_spec(specs, "cluster.yaml", three_node_cluster(pki, specs))
+            bootstrap = sk_on_bridge(engines, "apply", specs, "--source", "tri", "-v")
+            yield Remote(engines, quiet.nodes[0], pki, other, server, identity, bootstrap, specs)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from .common import (
     out,
     setup_logging,
 )
+from .ui import UiAddr, UiTokenFile, ui_token
 
 if TYPE_CHECKING:
     from ..api import Key
@@ -461,6 +462,8 @@ def watch(
             help="The token the registry sends as Authorization: Bearer <token> (its endpoint's headers).",
         ),
     ] = None,
+    ui_addr: UiAddr = None,
+    ui_token_file: UiTokenFile = None,
     host: HostOpt = None,
     source: SourceOpt = "default",
     verbose: Verbose = 0,
@@ -484,6 +487,7 @@ def watch(
     except ValueError as exc:
         fail(f"--image-interval: {exc}", EXIT_INVALID)
     hook_token = _hook_token(registry_webhook_addr, registry_webhook_token_file)
+    dashboard_token = ui_token(ui_addr, ui_token_file)
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", EXIT_INVALID)
@@ -503,6 +507,8 @@ def watch(
         image_interval=image_period,
         registry_hook_addr=registry_webhook_addr,
         registry_hook_token=hook_token,
+        ui_addr=None if once else ui_addr,
+        ui_token=dashboard_token,
     )
     raise typer.Exit(run_watch(WatchOptions(paths=paths, status=status, loop=loop)))  # type: ignore[arg-type]
 

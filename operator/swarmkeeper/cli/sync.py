@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .common import EXIT_INVALID, err, fail, manager_or_wait, out, setup_logging
+from .ui import UiAddr, UiTokenFile, ui_token
 
 if TYPE_CHECKING:
     from ..controller.sync import SyncSettings
@@ -52,6 +53,8 @@ class SourceArgs:
     rollback_on_failure: bool = False
     timeout: str = "5m"
     metrics_addr: str | None = None
+    ui_addr: str | None = None
+    ui_token: bytes = field(default=b"", repr=False)
     host: str | None = None
     image_interval: str = "1m"
     write_images: bool = False
@@ -126,6 +129,8 @@ def build_settings(args: SourceArgs, where: str = "") -> SyncSettings:
         host=args.host,
         metrics_addr=args.metrics_addr,
         image_interval=image_interval,
+        ui_addr=None if args.once else args.ui_addr,
+        ui_token=args.ui_token,
     )
     return SyncSettings(
         git=git,
@@ -340,6 +345,8 @@ def register(app: typer.Typer) -> None:
         metrics_addr: Annotated[
             str | None, typer.Option(metavar="HOST:PORT", help="Serve /metrics and health.")
         ] = None,
+        ui_addr: UiAddr = None,
+        ui_token_file: UiTokenFile = None,
         log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",
         host: Annotated[
             str | None, typer.Option("--host", "-H", envvar="DOCKER_HOST", metavar="URL", help="Default engine.")
@@ -417,6 +424,8 @@ def register(app: typer.Typer) -> None:
             rollback_on_failure=rollback_on_failure,
             timeout=timeout,
             metrics_addr=metrics_addr,
+            ui_addr=ui_addr,
+            ui_token=ui_token(ui_addr, ui_token_file),
             host=host,
             image_interval=image_interval,
             write_images=write_images,
@@ -432,6 +441,8 @@ def register(app: typer.Typer) -> None:
             if config is not None:
                 if repo is not None:
                     raise Invalid("--repo and --config exclude each other")
+                if ui_addr is not None:
+                    raise Invalid("--ui-addr shows one source: use it with --repo, not --config")
                 settings, config_webhook = settings_from_config(config, replace(args, metrics_addr=None))
                 webhook_addr = webhook_addr or config_webhook
             else:

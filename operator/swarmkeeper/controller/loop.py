@@ -30,6 +30,7 @@ from .once import LastingStates
 from .registry_hook import REASON as REGISTRY
 from .registry_hook import RegistryHook
 from .triggers import Wakeup
+from .ui import Dashboard, engine_nodes
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class LoopOptions:
     # A registry's push notifications (registry_hook.py): HOST:PORT to listen on, and the token.
     registry_hook_addr: str | None = None
     registry_hook_token: bytes = field(default=b"", repr=False)
+    # The read-only dashboard (controller/ui): HOST:PORT, and its token (empty: loopback only).
+    ui_addr: str | None = None
+    ui_token: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class Controller:
         self.alive_at = time.monotonic()
         self.engine_ok = False
         self.passes = 0
+        self.dashboard: Dashboard | None = None
 
     # -- connections ---------------------------------------------------------------------------
     def _default_client(self) -> EngineClient:
@@ -166,6 +171,8 @@ class Controller:
         alerts = self.last_good if self.last_good is not None else published
         self.notifier.observe(published, outcome, source=self.options.source, alerts=alerts)  # never waits
         outcome.duration = time.monotonic() - started
+        if self.dashboard is not None:
+            self.dashboard.publish(published, outcome)  # never waits
         self.metrics.record_pass(outcome, self.clients.take_calls())
         self.passes += 1
         log.debug("pass (%s) took %.0f ms", ",".join(sorted(reasons)) or "resync", outcome.duration * 1000)
@@ -208,6 +215,21 @@ class Controller:
         if self.options.once:
             return self._run_once()
         server = self._start_health_server()
+        if self.options.ui_addr:
+            try:
+                self.dashboard = Dashboard(
+                    self.options.ui_addr,
+                    self.options.ui_token,
+                    source=self.options.source,
+                    nodes=engine_nodes(self.options.host),
+                )
+            except OSError as exc:
+                log.error("cannot serve the dashboard on %s: %s", self.options.ui_addr, exc)
+                if server is not None:
+                    server.stop()
+                return 2
+            self.dashboard.start()
+            log.info("dashboard on http://%s/", self.dashboard.address)
         triggers: list[Trigger] = [*self.source.triggers(self.wakeup), EngineEvents(self._default_client, self.wakeup)]
         if self.options.registry_hook_addr:
             triggers.append(
@@ -227,6 +249,8 @@ class Controller:
             self.lease.stop()
             if server is not None:
                 server.stop()
+            if self.dashboard is not None:
+                self.dashboard.stop()
             self.clients.close()
             self.notifier.close()
         log.info("stopped")

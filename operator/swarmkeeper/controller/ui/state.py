@@ -1,0 +1,189 @@
+"""What the dashboard shows, as JSON-ready data, built from a published pass alone.
+
+Everything comes from the ``PassOutcome`` the loop already computed (statuses, changes, spec errors)
+and the ``SwarmState`` that pass observed (tasks); only the node list is read on its own. Like the
+outcome itself this holds names, field paths and messages: never a secret or config value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ...api import Key, ObjectStatus
+from ...engine.inventory import inventory
+from ...engine.run import PassOutcome
+from ...loading import Manifest
+from ...swarm.nodes import Member
+
+MAX_PASSES = 20  # the "last passes" list
+SHOWN_STATES = frozenset({"failed", "rejected", "orphaned"})  # ended tasks kept on show, with their error
+
+
+def _when(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at is not None else None
+
+
+def _age(created: str | None, now: datetime) -> str:
+    if not created:
+        return ""
+    head = created.split(".")[0].rstrip("Z")
+    try:
+        then = datetime.fromisoformat(head).replace(tzinfo=UTC)
+    except ValueError:
+        return ""
+    seconds = max(int((now - then).total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _key(key: Key) -> dict[str, Any]:
+    return {"kind": key.kind, "namespace": key.namespace, "name": key.name, "id": str(Key(*key))}
+
+
+def pass_summary(outcome: PassOutcome) -> dict[str, Any]:
+    """One entry of the "last passes" list: what changed and why, by field path (as ``diff``)."""
+    return {
+        "at": _when(outcome.started_at),
+        "duration_ms": round(outcome.duration * 1000, 1),
+        "ok": outcome.ok,
+        "revision": outcome.revision,
+        "changes": [
+            {
+                **_key(c.key),
+                "action": c.action,
+                "reason": c.reason,
+                "fields": list(c.fields),
+                "ok": c.ok,
+                "deferred": c.deferred,
+                "error": c.error,
+            }
+            for c in outcome.changes
+        ],
+        "drift": [str(Key(*c.key)) for c in outcome.drift],
+        "spec_errors": [str(e) for e in outcome.spec_errors],
+        "plan_errors": outcome.plan_errors + outcome.blocked,
+        "held": {str(Key(*k)): why for k, why in outcome.held.items()},
+        "waiting": {str(Key(*k)): why for k, why in outcome.waiting.items()},
+        "unreachable": {t.where: t.error for t in outcome.targets if t.error is not None},
+    }
+
+
+def _conditions(status: ObjectStatus) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "since": _when(c.last_transition_time),
+        }
+        for c in status.conditions
+    ]
+
+
+def _tasks(outcome: PassOutcome) -> dict[str, list[dict[str, Any]]]:
+    """Each managed service's tasks (by service key): the current ones and the last ended-in-error one."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for o in outcome.outcomes:
+        state = o.state
+        for key, svc in state.managed_services.items():
+            rows: list[dict[str, Any]] = []
+            failed: dict[str, Any] | None = None
+            for task in state.tasks_by_service.get(svc["ID"], []):
+                status = task.get("Status") or {}
+                row = {
+                    "id": str(task.get("ID", ""))[:12],
+                    "slot": task.get("Slot"),
+                    "node": task.get("NodeID") or "",
+                    "state": status.get("State") or "",
+                    "desired": task.get("DesiredState") or "",
+                    "error": status.get("Err") or "",
+                    "at": status.get("Timestamp") or "",
+                }
+                if row["desired"] == "running":
+                    rows.append(row)
+                elif row["state"] in SHOWN_STATES and (failed is None or row["at"] > failed["at"]):
+                    failed = row
+            if failed is not None:
+                rows.append(failed)
+            out[str(Key(*key))] = sorted(rows, key=lambda r: (r["slot"] or 0, r["desired"] != "running"))
+    return out
+
+
+@dataclass(frozen=True)
+class NodeView:
+    id: str
+    hostname: str
+    role: str
+    availability: str
+    state: str
+    leader: bool
+    message: str
+
+
+def node_views(members: Sequence[Member]) -> list[NodeView]:
+    return [
+        NodeView(m.id, m.hostname, m.role, m.availability, m.state, m.leader, m.message)
+        for m in sorted(members, key=lambda m: (m.role != "manager", m.hostname))
+    ]
+
+
+def snapshot(
+    manifests: Sequence[Manifest],
+    outcome: PassOutcome,
+    passes: Sequence[Mapping[str, Any]],
+    nodes: Sequence[NodeView] | None,
+    *,
+    source: str,
+    version: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The whole page's data after ``outcome``."""
+    now = now or datetime.now(UTC)
+    origins = {m.key: f"{m.origin.file}:{m.origin.line}" for m in manifests if m.origin is not None}
+    created: dict[Key, str | None] = {}
+    for o in outcome.outcomes:
+        for live in inventory(o.state):
+            created[live.key] = live.created
+    errors: dict[tuple[str | None, str | None], list[str]] = {}
+    for e in outcome.spec_errors:
+        errors.setdefault((e.kind, e.name), []).append(str(e))
+    tasks = _tasks(outcome)
+    keys = set(outcome.statuses) | set(origins)
+    objects = []
+    for key in sorted(keys, key=lambda k: (k.namespace or "", k.kind, k.name)):
+        status = outcome.statuses.get(key) or ObjectStatus()
+        update = getattr(status, "update", None)
+        task_error = getattr(status, "task_error", None)
+        objects.append(
+            {
+                **_key(key),
+                "source": source,
+                "file": origins.get(key),
+                "ready": getattr(status, "ready", None),
+                "update": getattr(update, "state", None),
+                "image": getattr(status, "image", None),
+                "digest": getattr(status, "image_digest", None),
+                "conditions": _conditions(status),
+                "task_error": task_error.model_dump(mode="json") if task_error is not None else None,
+                "errors": errors.get((key.kind, key.name), []),
+                "swarm_name": status.swarm_name,
+                "age": _age(created.get(key), now),
+                "tasks": tasks.get(str(Key(*key)), []),
+            }
+        )
+    return {
+        "version": version,
+        "source": source,
+        "generated_at": _when(now),
+        "objects": objects,
+        "nodes": [vars(n) for n in nodes] if nodes is not None else None,
+        "spec_errors": [str(e) for e in outcome.spec_errors],
+        "unreachable": {t.where: t.error for t in outcome.targets if t.error is not None},
+        "passes": list(passes),
+    }
