@@ -26,7 +26,8 @@ class Received:
 
     @property
     def message(self) -> str:
-        return str(self.body.get("message", ""))
+        # json:// sends {"message": ...}; Slack-style incoming webhooks (Mattermost's mmost://) {"text": ...}.
+        return str(self.body.get("message") or self.body.get("text") or "")
 
     @property
     def text(self) -> str:
@@ -66,11 +67,14 @@ class Receiver:
         with self.lock:
             return list(self.received)
 
-    def with_text(self, *needles: str) -> list[Received]:
-        return [r for r in self.messages() if all(n in r.message for n in needles)]
+    def with_text(self, *needles: str, path: str = "/") -> list[Received]:
+        """Messages posted under ``path`` (one target's) that hold every needle."""
+        return [r for r in self.messages() if r.path.startswith(path) and all(n in r.message for n in needles)]
 
-    def wait_for(self, *needles: str, timeout: float = 60) -> Received:
-        found = wait_for(lambda: self.with_text(*needles), timeout=timeout, interval=0.02, message=f"no {needles}")
+    def wait_for(self, *needles: str, path: str = "/", timeout: float = 60) -> Received:
+        found = wait_for(
+            lambda: self.with_text(*needles, path=path), timeout=timeout, interval=0.02, message=f"no {needles}"
+        )
         return found[0]
 
 

@@ -72,18 +72,20 @@ def test_failed_rollout_reaches_the_webhook_within_2s_once_and_without_secrets(
     with receiver() as r:
         write_url(specs_dir, "ops.url", f"json://127.0.0.1:{r.port}/ops/{url_token}")
         write_url(specs_dir, "db.url", f"json://127.0.0.1:{r.port}/db/{url_token}")
-        write_spec(specs_dir, "alerts.yaml", alert_spec("ops", ["ops.url"]))
+        # A Slack-style incoming webhook (Mattermost's, which Apprise posts to /hooks/<token>).
+        write_url(specs_dir, "chat.url", f"mmost://127.0.0.1:{r.port}/{url_token}")
+        write_spec(specs_dir, "alerts.yaml", alert_spec("ops", ["ops.url", "chat.url"]))
         # Only objects named db*: nothing of this test concerns it.
         db_only = alert_spec("db-only", ["db.url"], objects="  objects: [{name: 'db*'}]\n")
         write_spec(specs_dir, "db-alert.yaml", db_only)
         with controller(specs_dir, namespace, "--interval", "1s") as ctl:
-            created = r.wait_for("Applied", f"SwarmService/{namespace}/web", "created")
+            created = r.wait_for("Applied", f"SwarmService/{namespace}/web", "created", path="/ops/")
             assert created.body["type"] == "success"
             assert created.path == f"/ops/{url_token}"
             wait_for(lambda: "ready: 1/1" in web.read_text(), timeout=60, message="never 1/1")
 
             web.write_text(WEB.format(ns=namespace, image=local_image, command=BAD, replicas=1))
-            rolled = r.wait_for("RolledBack", f"SwarmService/{namespace}/web", timeout=90)
+            rolled = r.wait_for("RolledBack", f"SwarmService/{namespace}/web", path="/ops/", timeout=90)
             # The message says when the pass that saw the rollback ended (and queued it).
             latency = rolled.at - pass_time(rolled.message)
             print(f"RolledBack received {latency * 1000:.0f} ms after the end of the pass that saw it")
@@ -91,6 +93,11 @@ def test_failed_rollout_reaches_the_webhook_within_2s_once_and_without_secrets(
             assert rolled.body["type"] == "failure"
             assert "no such file" in rolled.message  # the task's error
             assert rolled.body["title"].startswith("swarmkeeper:")
+            chat = r.wait_for("RolledBack", f"SwarmService/{namespace}/web", path="/hooks/", timeout=10)
+            chat_latency = chat.at - pass_time(chat.message)
+            print(f"... and the Slack-style target {chat_latency * 1000:.0f} ms after")
+            assert 0 <= chat_latency < 2.0 and chat.path == f"/hooks/{url_token}"
+            assert "no such file" in chat.message and chat.body.get("username")
 
             # The failure lasts, pass after pass: it is told once.
             passes = ctl.metric("swarmkeeper_reconcile_total")
@@ -100,21 +107,21 @@ def test_failed_rollout_reaches_the_webhook_within_2s_once_and_without_secrets(
                 message="no more passes",
             )
             time.sleep(1)
-            assert len(r.with_text("RolledBack", f"SwarmService/{namespace}/web")) == 1
-            assert len(r.with_text("Degraded", f"SwarmService/{namespace}/web")) == 1
-            assert len(r.with_text("Applied", "TaskTemplate.ContainerSpec.Command")) == 1
+            assert len(r.with_text("RolledBack", f"SwarmService/{namespace}/web", path="/ops/")) == 1
+            assert len(r.with_text("Degraded", f"SwarmService/{namespace}/web", path="/ops/")) == 1
+            assert len(r.with_text("Applied", "TaskTemplate.ContainerSpec.Command", path="/ops/")) == 1
 
             fixed = GOOD.replace("3600", "3601")  # a new spec: an update that converges
             web.write_text(WEB.format(ns=namespace, image=local_image, command=fixed, replicas=1))
-            recovered = r.wait_for("Recovered", f"SwarmService/{namespace}/web", timeout=90)
+            recovered = r.wait_for("Recovered", f"SwarmService/{namespace}/web", path="/ops/", timeout=90)
             assert recovered.body["type"] == "success"
 
             bad = write_spec(specs_dir, "bad.yaml", INVALID.format(ns=namespace, canary=canary))
             # An invalid document has no namespace yet: the error names kind and name.
-            invalid = r.wait_for("InvalidSpec SwarmSecret/bad:")
+            invalid = r.wait_for("InvalidSpec SwarmSecret/bad:", path="/ops/")
             assert f"{bad}:6:" in invalid.message and "spec.keepVersions" in invalid.message
             time.sleep(2)  # more passes, the same error: not told again
-            assert len(r.with_text("InvalidSpec")) == 1
+            assert len(r.with_text("InvalidSpec", path="/ops/")) == 1
             bad.unlink()
 
             metrics = requests.get(f"http://127.0.0.1:{ctl.port}/metrics", timeout=5).text
@@ -130,7 +137,7 @@ def test_failed_rollout_reaches_the_webhook_within_2s_once_and_without_secrets(
             assert canary not in text, f"the secret value is in the {where}"
             assert url_token not in text, f"the target's URL is in the {where}"
     status = (specs_dir / "alerts.yaml").read_text()
-    assert "reason: Configured" in status and "1 target" in status
+    assert "reason: Configured" in status and "2 targets" in status
 
 
 def scale_and_wait(
