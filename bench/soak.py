@@ -210,6 +210,8 @@ class Lifetime:
     ctl: Controller
     started: float
     rss: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, MiB)
+    threads: list[tuple[float, float]] = field(default_factory=list)  # a leak per reconnect would show here
+    fds: list[tuple[float, float]] = field(default_factory=list)  # ... or here
     passes: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, passes, secs, cpu s)
 
 
@@ -285,36 +287,50 @@ def snapshot(target: Path) -> Path:
     return target
 
 
-def proc_sample(pid: int) -> tuple[float, float]:
-    """(VmRSS MiB, CPU seconds) of a process."""
+def proc_sample(pid: int) -> tuple[float, float, int, int]:
+    """(VmRSS MiB, CPU seconds, threads, open files) of a process."""
     status = Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1)) / 1024  # type: ignore[union-attr]
+    threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return rss, cpu, threads, len(os.listdir(f"/proc/{pid}/fd"))
 
 
 class Sampler(threading.Thread):
-    """Every SAMPLE_EVERY seconds: RSS of each live controller; passes and CPU of the main one."""
+    """Every SAMPLE_EVERY seconds: RSS of each live controller, passes and CPU of the main one, and
+    how many tasks the swarm lists (what every pass reads: it grows with the task history)."""
 
-    def __init__(self, watches: list[Watch]) -> None:
+    def __init__(self, watches: list[Watch], socket: str) -> None:
         super().__init__(daemon=True)
-        self.watches = watches
+        self.watches, self.socket = watches, socket
         self.done = threading.Event()
+        self.tasks: list[tuple[float, float]] = []  # (monotonic, tasks listed)
 
     def run(self) -> None:
         while not self.done.wait(SAMPLE_EVERY):
             for watch in self.watches:
                 if watch.alive():
                     self.sample(watch.current)
+            self.count_tasks()
+
+    def count_tasks(self) -> None:
+        try:  # a client of its own: docker-py clients are not thread-safe
+            with docker.APIClient(base_url=self.socket, version="auto", timeout=10) as api:
+                self.tasks.append((time.monotonic(), float(len(api.tasks()))))
+        except (docker.errors.DockerException, requests.RequestException):
+            pass  # the engine is away
 
     @staticmethod
     def sample(life: Lifetime) -> None:
         now = time.monotonic()
         try:
-            rss, cpu = proc_sample(life.ctl.proc.pid)
+            rss, cpu, threads, fds = proc_sample(life.ctl.proc.pid)
         except (OSError, AttributeError):
             return  # it just exited
         life.rss.append((now, rss))
+        life.threads.append((now, threads))
+        life.fds.append((now, fds))
         try:
             passes = life.ctl.metric("swarmkeeper_reconcile_total")
             seconds = life.ctl.metric("swarmkeeper_reconcile_time_seconds_sum")
@@ -421,7 +437,7 @@ class Soak:
         code = snapshot(work / "code")
         self.watch_main = Watch("main", self.main, node.socket, work / "logs", code)
         self.watch_other = Watch("restarted", self.other, node.socket, work / "logs", code)
-        self.sampler = Sampler([self.watch_main, self.watch_other])
+        self.sampler = Sampler([self.watch_main, self.watch_other], node.socket)
         self.counts: Counter[str] = Counter()
         self.followups: list[FollowUp] = []
         self.engine_up = True
@@ -658,6 +674,10 @@ class Figures:
     passes_per_s: float | None
     pass_ms: float | None
     cpu_share: float | None
+    tasks_at_mark: float | None
+    tasks_at_end: float | None
+    threads: tuple[float | None, float | None]
+    fds: tuple[float | None, float | None]
 
     @property
     def growth(self) -> float | None:
@@ -666,7 +686,7 @@ class Figures:
         return self.rss_at_end / self.rss_at_mark - 1
 
 
-def figures(life: Lifetime, start: float, duration: float) -> Figures:
+def figures(life: Lifetime, tasks: list[tuple[float, float]], start: float, duration: float) -> Figures:
     """RSS in the window before the mark (minute 5 of 30) and before the end; passes between them."""
     mark, end = start + min(300.0, duration / 6), start + duration
     window = min(60.0, duration / 10)
@@ -684,6 +704,10 @@ def figures(life: Lifetime, start: float, duration: float) -> Figures:
         rate,
         ms,
         cpu,
+        window_median(tasks, mark - window, mark),
+        window_median(tasks, end - window, end),
+        (window_median(life.threads, mark - window, mark), window_median(life.threads, end - window, end)),
+        (window_median(life.fds, mark - window, mark), window_median(life.fds, end - window, end)),
     )
 
 
@@ -693,6 +717,17 @@ def pct(value: float | None) -> float | None:
 
 def fmt(value: float | None, spec: str, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def write_samples(soak: Soak, path: Path) -> None:
+    """Every sample, for a plot: series (a controller's RSS in MiB, or the swarm's task count),
+    process number, seconds since minute 0, value."""
+    rows = ["series,process,seconds,value"]
+    for w in (soak.watch_main, soak.watch_other):
+        for number, life in enumerate(w.lifetimes, 1):
+            rows += [f"{w.label},{number},{t - soak.start:.1f},{rss:.1f}" for t, rss in life.rss]
+    rows += [f"tasks,0,{t - soak.start:.1f},{n:.0f}" for t, n in soak.sampler.tasks]
+    path.write_text("\n".join(rows) + "\n")
 
 
 def report(soak: Soak, fig: Figures, convergence: float | None, checks: list[tuple[str, bool, str]]) -> None:
@@ -706,12 +741,18 @@ def report(soak: Soak, fig: Figures, convergence: float | None, checks: list[tup
         print(f"| {name} | {'pass' if ok else 'FAIL'} | {detail} |")
     other = [max((v for _, v in life.rss), default=0.0) for life in soak.watch_other.lifetimes]
     print("\n| figure | value |\n|---|---:|")
-    print(f"| main controller RSS at minute {mark:g} | {fmt(fig.rss_at_mark, '.1f', ' MiB')} |")
+    print(f"| main controller RSS at minute {mark:.3g} | {fmt(fig.rss_at_mark, '.1f', ' MiB')} |")
     print(f"| main controller RSS at minute {minutes:g} | {fmt(fig.rss_at_end, '.1f', ' MiB')} |")
     print(f"| RSS growth | {fmt(pct(fig.growth), '+.1f', ' %')} |")
     print(f"| main controller RSS max | {fig.rss_max:.1f} MiB |")
+    tasks = f"{fmt(fig.tasks_at_mark, '.0f')} / {fmt(fig.tasks_at_end, '.0f')}"
+    print(f"| tasks the swarm lists, minute {mark:.3g} / {minutes:g} | {tasks} |")
+    threads = " / ".join(fmt(v, ".0f") for v in fig.threads)
+    print(f"| main controller threads, minute {mark:.3g} / {minutes:g} | {threads} |")
+    fds = " / ".join(fmt(v, ".0f") for v in fig.fds)
+    print(f"| main controller open files, minute {mark:.3g} / {minutes:g} | {fds} |")
     print(f"| restarted controller RSS max per lifetime | {', '.join(f'{v:.0f}' for v in other)} MiB |")
-    print(f"| main controller passes/s (minute {mark:g}-{minutes:g}) | {fmt(fig.passes_per_s, '.2f')} |")
+    print(f"| main controller passes/s (minute {mark:.3g}-{minutes:g}) | {fmt(fig.passes_per_s, '.2f')} |")
     print(f"| main controller mean pass | {fmt(fig.pass_ms, '.0f', ' ms')} |")
     print(f"| main controller CPU (shared 2-core machine) | {fmt(pct(fig.cpu_share), '.1f', ' % of a core')} |")
     print(f"| convergence after the last event | {fmt(convergence, '.1f', ' s')} |")
@@ -781,16 +822,18 @@ def run(args: argparse.Namespace, node: EngineNode, work: Path) -> int:
         soak.last_event = time.monotonic()
         first = soak.converge(SETTLE_TIMEOUT)
         if first is None:
-            report(soak, figures(soak.watch_main.current, soak.start, soak.duration), None, [])
+            report(soak, figures(soak.watch_main.current, soak.sampler.tasks, soak.start, soak.duration), None, [])
             return 1
         log(soak.start, f"initial specs converged in {first:.1f} s; events for {args.minutes:g} min from now")
         initial = swarm_ids(node.api())
         soak.start = time.monotonic()  # minute 0 of the run
         soak.run_events()
         convergence, checks = final_checks(soak, initial)
-        fig = figures(soak.watch_main.lifetimes[0], soak.start, soak.duration)
+        fig = figures(soak.watch_main.lifetimes[0], soak.sampler.tasks, soak.start, soak.duration)
         checks += closing_checks(soak, fig)
         report(soak, fig, convergence, checks)
+        write_samples(soak, work / "rss.csv")
+        print(f"RSS samples in {work / 'rss.csv'}")
         return 0 if all(ok for _, ok, _ in checks) else 1
     finally:
         soak.sampler.done.set()

@@ -95,10 +95,13 @@ def manager_or_wait(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stopping.set())
     try:
-        return _wait_for_manager(connect, wait, init, advertise_addr, stopping)
+        node = _wait_for_manager(connect, wait, init, advertise_addr, stopping)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+    if stopping.is_set():  # a signal that came during the last call to the engine
+        raise typer.Exit(EXIT_OK)
+    return node
 
 
 def _wait_for_manager(

@@ -6,6 +6,8 @@ The folder adds one trigger (file changes) and one way back for status (the spec
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from ..engine.run import PassOutcome
 from ..loading import LoadResult, Manifest
 from ..loading.discovery import tree_root
 from ..sources.folder import FolderSource, StatusMode
-from .file_events import FileEvents
+from .file_events import FileEvents, is_spec_change
 from .loop import Controller, LoopOptions, Trigger
 from .triggers import Wakeup
 
@@ -26,6 +28,13 @@ class WatchOptions:
     loop: LoopOptions = field(default_factory=LoopOptions)
 
 
+# A save in place is a truncate, then a write. A pass that read the file in between would act on an
+# empty or cut file (with --prune: delete what it held, and create it again on the next pass), so a
+# load that a change may have overlapped is done again once the files have been still this long.
+SETTLE = 0.05
+SETTLE_TRIES = 20
+
+
 class FolderLoopSource:
     controller = "watch"
 
@@ -34,7 +43,14 @@ class FolderLoopSource:
         self.folder = FolderSource(self.paths, status)
 
     def load(self) -> LoadResult:
-        return self.folder.load()
+        for _ in range(SETTLE_TRIES):
+            started = time.time()
+            result = self.folder.load()
+            newest = _newest_change(self.paths, started - SETTLE)
+            if newest is None:
+                break
+            time.sleep(min(SETTLE, max(0.005, newest + SETTLE - time.time())))
+        return result
 
     def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
         self.folder.publish(manifests, outcome.statuses, outcome.spec_errors)
@@ -46,6 +62,35 @@ class FolderLoopSource:
 
     def revision(self) -> str | None:
         return None
+
+
+def _newest_change(paths: Sequence[Path], since: float) -> float | None:
+    """The latest modification time after ``since`` of a file under ``paths`` that the watcher would
+    act on, or None. Times in the future (a clock set back, a copied file) are not a write going on."""
+    now = time.time()
+    times = [_mtime(p) for p in _watched_files(paths)]
+    recent = [t for t in times if since < t <= now + SETTLE]
+    return max(recent, default=None)
+
+
+def _watched_files(paths: Sequence[Path]) -> list[str]:
+    """Folders (a file deleted and written again shows in its folder's time) and the files in them
+    that the watcher would act on."""
+    found = []
+    for path in paths:
+        walked = os.walk(path) if path.is_dir() else [(str(path.parent), [], [path.name])]
+        for folder, subfolders, names in walked:
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+            found.append(folder)
+            found += [f for f in (os.path.join(folder, n) for n in names) if is_spec_change(f)]
+    return found
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _watched(path: Path) -> Path:

@@ -254,7 +254,7 @@ def _splice_file(raw: bytes, changes: Mapping[int, StatusEntry], file: Path) -> 
     if _ODD_BREAK.search(text):
         log.warning("status not written to %s: it uses line breaks other than \\n and \\r\\n", file)
         return None
-    view, spans = _view(text)
+    view, spans, _ = _view(text)
     lines = list(view)
     eol = "\r\n" if next((line for line in lines if line.endswith("\n")), "").endswith("\r\n") else "\n"
     changed = False
@@ -264,7 +264,7 @@ def _splice_file(raw: bytes, changes: Mapping[int, StatusEntry], file: Path) -> 
             log.warning("status not written to %s: it has no document %d", file, index + 1)
             continue
         try:
-            spliced = _splice_document(lines, spans[index], changes[index], eol)
+            spliced = _splice_document(lines, spans[index], changes[index], eol, file)
         except (_Unusable, *_PARSE_ERRORS) as exc:
             reason = exc if isinstance(exc, _Unusable) else f"{type(exc).__name__} reading or rendering it"
             log.warning("status not written to document %d of %s: %s", index + 1, file, reason)
@@ -277,9 +277,9 @@ def _splice_file(raw: bytes, changes: Mapping[int, StatusEntry], file: Path) -> 
     return _BOM + new if bom else new
 
 
-def _splice_document(lines: list[str], span: Span, entry: StatusEntry, eol: str) -> list[str] | None:
+def _splice_document(lines: list[str], span: Span, entry: StatusEntry, eol: str, file: Path) -> list[str] | None:
     """``lines`` with this document's status block replaced, or None when it is already right."""
-    old = _locate(lines, span)
+    old = _locate(lines, span, file)
     if not _is_object(old.parsed.data, entry.kind, entry.name):
         raise _Unusable(f"it no longer holds {entry.kind} {entry.name}")
     first, end = old.block if old.block is not None else (old.insert_at, old.insert_at)
@@ -292,7 +292,7 @@ def _splice_document(lines: list[str], span: Span, entry: StatusEntry, eol: str)
     spliced = lines[:first] + block + lines[end:]
     _fix_line_ends(spliced, final_newline=not lines or lines[-1].endswith("\n"), eol=eol)
     # Proof before writing: the document still parses, and only its status changed.
-    new = _locate(spliced, Span(span.start, span.end + len(block) - (end - first)))
+    new = _locate(spliced, Span(span.start, span.end + len(block) - (end - first)), file)
     if not _same(_without_status(new.parsed.data), _without_status(old.parsed.data)) or not _same(
         _plain(new.parsed.data.get("status")), wanted
     ):
@@ -300,9 +300,9 @@ def _splice_document(lines: list[str], span: Span, entry: StatusEntry, eol: str)
     return spliced
 
 
-def _locate(lines: Sequence[str], span: Span) -> _Located:
-    """Parse one document and find its top-level keys, the status block and its end."""
-    parsed = _parse("".join(lines[span.start : span.end]))
+def _locate(lines: Sequence[str], span: Span, file: Path) -> _Located:
+    """Parse one document of ``file`` and find its top-level keys, the status block and its end."""
+    parsed = _parse_in(file, "".join(lines[span.start : span.end]))
     if not parsed.places:
         raise _Unusable("it has no keys of its own")
     indent = min(column for _, _, column in parsed.places)
@@ -329,13 +329,39 @@ class _Parsed:
         return _status_of(self.data)
 
 
-@functools.lru_cache(maxsize=4096)
+# Parsed documents per file, by text: a controller publishes status after every pass, and nearly
+# every document is the same text as last time. A file keeps only the documents of its last read,
+# plus the ones just written into it: every status change is a new text, and keeping them all (as a
+# cache of the last 4096 texts did) made memory follow the history of statuses, not the specs.
+_documents: dict[Path, tuple[tuple[str, ...], dict[str, _Parsed]]] = {}
+_documents_lock = threading.Lock()
+_MAX_FILES = 10_000
+
+
+def _parse_in(file: Path, text: str, current: tuple[str, ...] | None = None) -> _Parsed:
+    """:func:`_parse` of a document of ``file``, cached; ``current``, the file's documents as just
+    read, drops what the file no longer holds."""
+    with _documents_lock:
+        seen, kept = _documents.get(file, ((), {}))
+        if current is not None and current != seen:
+            now = set(current)
+            kept = {t: parsed for t, parsed in kept.items() if t in now}
+            _documents[file] = (current, kept)
+        hit = kept.get(text)
+    if hit is None:
+        hit = _parse(text)
+        with _documents_lock:
+            if file not in _documents and len(_documents) >= _MAX_FILES:
+                _documents.clear()
+            _documents.setdefault(file, ((), {}))[1][text] = hit
+    return hit
+
+
 def _parse(text: str) -> _Parsed:
     """One document's data and where its own keys are.
 
-    Cached by the document's text: a controller publishes status after every pass, and nearly every
-    document is the same text as last time. Parsed by the C parser (comments are not needed: the
-    splice is line-based), which is what makes a pass over hundreds of documents cheap.
+    Parsed by the C parser (comments are not needed: the splice is line-based), which, with the
+    cache of :func:`_parse_in`, is what makes a pass over hundreds of documents cheap.
     """
     if too_deeply_nested(text) is not None:
         raise _Unusable(f"it is nested deeper than {MAX_DEPTH} levels")
@@ -392,20 +418,21 @@ def _read_document(file: Path, document: int) -> _Parsed | None:
     """One document, read; None if missing, unreadable or not a block mapping."""
     try:
         text = file.read_bytes().decode("utf-8").removeprefix("\ufeff")
-        lines, spans = _view(text)
+        _, spans, texts = _view(text)
         if not 0 <= document < len(spans):
             return None
-        span = spans[document]
-        return _parse("".join(lines[span.start : span.end]))
+        return _parse_in(file, texts[document], texts)
     except (OSError, UnicodeDecodeError, _Unusable, *_PARSE_ERRORS):
         return None
 
 
 @functools.lru_cache(maxsize=16)  # whole files: a few, as a pass goes through them one by one
-def _view(text: str) -> tuple[tuple[str, ...], tuple[Span, ...]]:
-    """A file's lines and documents; cached, as every object of a file asks for its own status."""
+def _view(text: str) -> tuple[tuple[str, ...], tuple[Span, ...], tuple[str, ...]]:
+    """A file's lines, documents and their texts; cached, as every object of a file asks for its own
+    status."""
     lines = split_lines(text)
-    return tuple(lines), tuple(document_spans(lines))
+    spans = tuple(document_spans(lines))
+    return tuple(lines), spans, tuple("".join(lines[span.start : span.end]) for span in spans)
 
 
 def _is_object(data: Any, kind: str, name: str) -> bool:

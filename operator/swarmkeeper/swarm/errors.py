@@ -61,7 +61,10 @@ def engine_errors(engine: str | None = None) -> Iterator[None]:
     except docker.errors.APIError as exc:
         status = exc.response.status_code if exc.response is not None else None
         raise EngineError(str(exc.explanation or exc), status) from None
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+    # RequestException, not only ConnectionError: an engine that stops in the middle of an answer
+    # (a dockerd restart) raises ChunkedEncodingError, one that hangs ReadTimeout; both are an engine
+    # away for the moment, not a reason for a controller to exit.
+    except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
         if engine is not None:
             raise EngineError(f"cannot reach the Docker engine at {engine}: {why_unreachable(exc)}") from None
         raise EngineError(f"cannot reach the Docker engine: {exc}") from None
