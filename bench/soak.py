@@ -6,7 +6,10 @@ On an engine of its own (one dockerd in a network namespace, ``tests/engines.py`
 * ``main``: ``--services`` services (default 100) in namespace ``soak``. It is started once and
   never restarted, so its memory can be followed over the whole run: VmRSS is sampled every 10 s,
   and the median of the minute before minute 5 is compared with that of the last minute (for runs
-  shorter than 30 minutes: at 1/6 of the run and over 1/10 of it).
+  shorter than 30 minutes: at 1/6 of the run and over 1/10 of it). Every pass lists every task the
+  swarm keeps, and the swarm keeps 5 old tasks per slot, so the list grows with each restart until
+  that history is full, and the controller's memory with it. ``--warmup-restarts`` (default 5)
+  engine restarts before minute 0 fill it, so what is compared is the controller's own growth.
 * ``restarted``: ``--services // 5`` services in namespace ``soakr``, its own source and lease. This
   is the one that gets SIGTERM (and one time in four SIGKILL, which leaves its lease to expire) and
   is started again. Restarting the measured process would reset its RSS, and restarting only a
@@ -442,13 +445,13 @@ class Soak:
         self.followups: list[FollowUp] = []
         self.engine_up = True
         self.starting = False  # the restarted controller's start is pending
-        self.last_event = 0.0
+        self.last_event, self.last_what = 0.0, ""
         self.problems: list[str] = []
         self.exits: list[str] = []  # controllers that exited without being told to
 
     def note(self, kind: str, text: str) -> None:
         self.counts[kind] += 1
-        self.last_event = time.monotonic()
+        self.last_event, self.last_what = time.monotonic(), f"{kind} {text}".strip()
         log(self.start, f"{kind}: {text}")
 
     def later(self, delay: float, what: str, action: Callable[[], None]) -> None:
@@ -629,6 +632,21 @@ class Soak:
                 problems.append(f"controller {w.label} not ready")
         return problems
 
+    def warm_up(self, restarts: int) -> bool:
+        """Engine restarts before minute 0, each followed by convergence: every restart gives each task
+        slot one more task in the swarm's history (5 kept by default), and every pass lists them
+        all, so the controller's memory follows that count until the history is full. Filled first,
+        the RSS compared later measures the controller, not the swarm's growing task list."""
+        for number in range(restarts):
+            self.node.restart()
+            self.last_event = time.monotonic()
+            took = self.converge(SETTLE_TIMEOUT)
+            if took is None:
+                return False
+            tasks = len(self.node.api().tasks())
+            log(self.start, f"warm-up restart {number + 1}/{restarts}: converged in {took:.1f} s, {tasks} tasks")
+        return True
+
     def converge(self, timeout: float) -> float | None:
         """Seconds from ``last_event`` until engine, files and controllers agree with the specs."""
         deadline = time.monotonic() + timeout
@@ -726,6 +744,8 @@ def write_samples(soak: Soak, path: Path) -> None:
     for w in (soak.watch_main, soak.watch_other):
         for number, life in enumerate(w.lifetimes, 1):
             rows += [f"{w.label},{number},{t - soak.start:.1f},{rss:.1f}" for t, rss in life.rss]
+            rows += [f"{w.label}-threads,{number},{t - soak.start:.1f},{n:.0f}" for t, n in life.threads]
+            rows += [f"{w.label}-files,{number},{t - soak.start:.1f},{n:.0f}" for t, n in life.fds]
     rows += [f"tasks,0,{t - soak.start:.1f},{n:.0f}" for t, n in soak.sampler.tasks]
     path.write_text("\n".join(rows) + "\n")
 
@@ -755,7 +775,7 @@ def report(soak: Soak, fig: Figures, convergence: float | None, checks: list[tup
     print(f"| main controller passes/s (minute {mark:.3g}-{minutes:g}) | {fmt(fig.passes_per_s, '.2f')} |")
     print(f"| main controller mean pass | {fmt(fig.pass_ms, '.0f', ' ms')} |")
     print(f"| main controller CPU (shared 2-core machine) | {fmt(pct(fig.cpu_share), '.1f', ' % of a core')} |")
-    print(f"| convergence after the last event | {fmt(convergence, '.1f', ' s')} |")
+    print(f"| convergence after the last event ({soak.last_what}) | {fmt(convergence, '.1f', ' s')} |")
     for p in soak.problems:
         print(f"  problem: {p}")
 
@@ -824,7 +844,10 @@ def run(args: argparse.Namespace, node: EngineNode, work: Path) -> int:
         if first is None:
             report(soak, figures(soak.watch_main.current, soak.sampler.tasks, soak.start, soak.duration), None, [])
             return 1
-        log(soak.start, f"initial specs converged in {first:.1f} s; events for {args.minutes:g} min from now")
+        log(soak.start, f"initial specs converged in {first:.1f} s")
+        if not soak.warm_up(args.warmup_restarts):
+            return 1
+        log(soak.start, f"events for {args.minutes:g} min from now")
         initial = swarm_ids(node.api())
         soak.start = time.monotonic()  # minute 0 of the run
         soak.run_events()
@@ -847,6 +870,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="how long events come (default 30)")
     parser.add_argument("--services", type=int, default=100, help="services of the main controller (default 100)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the event schedule (default 1)")
+    parser.add_argument(
+        "--warmup-restarts", type=int, default=5, help="engine restarts before minute 0, to fill the task history"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: the engine runs in a network namespace of its own", file=sys.stderr)

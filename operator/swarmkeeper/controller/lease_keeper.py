@@ -26,6 +26,7 @@ class LeaseKeeper:
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="lease", daemon=True)
         self._reported_holder: str | None = None
+        self._reconnect = False
 
     def start(self) -> None:
         self.thread.start()
@@ -42,6 +43,10 @@ class LeaseKeeper:
         try:
             if self.lease is None:
                 self.lease = Lease(self.connect(), self.source, self.ttl)
+            elif self._reconnect:
+                old, self.lease.client = self.lease.client, self.connect()
+                self._reconnect = False
+                old.close()
             was_held = self.held.is_set()
             if self.lease.try_acquire():
                 if not was_held:
@@ -69,7 +74,9 @@ class LeaseKeeper:
             if self.held.is_set():
                 log.warning("cannot renew the lease: %s", exc)
             self.held.clear()
-            self.lease = None
+            # A new connection, but the same identity: back within the ttl, the lease is renewed, not
+            # waited for as though another controller held it.
+            self._reconnect = self.lease is not None
         finally:
             self.checked.set()
         return self.held.is_set()
