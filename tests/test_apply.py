@@ -101,8 +101,16 @@ def test_second_apply_makes_no_mutating_call(local_image: str, namespace: str, s
         again = reconcile(client, manifests)
         assert again.plan.empty, [s.describe() for s in again.plan.steps]
         assert client.mutating_calls() == 0, client.calls
-        # one list call per object type, whatever the number of objects
-        assert client.total_calls() == 5, client.calls
+        # one list call per object type, whatever the number of objects, and one more for the
+        # task history while a service is still starting
+        assert client.total_calls() <= 6 and client.calls[("GET", "/tasks")] <= 2, client.calls
+
+    def five_calls() -> bool:
+        client.calls.clear()
+        reconcile(client, manifests)
+        return client.total_calls() == 5
+
+    wait_for(five_calls, timeout=60, message="a converged swarm was not read in five list calls")
     res = sk("diff", specs_dir)
     assert res.code == 0 and "no changes" in res.stdout
 

@@ -2,6 +2,12 @@
 
 One list call per object type (services with their task counts, tasks, networks, secrets,
 configs), never one call per object: a pass over 200 services costs what a pass over 2 does.
+
+Tasks are read as the services need them: the current ones (desired running) every pass, the
+history (ended tasks, kept by swarm up to its task-history limit per slot) only for services that
+are not converged, where the failing task's error and a rolled-back template are to be found. So a
+pass reads, decodes and holds what runs now, not every task that ever ran: a long-lived controller's
+memory follows the services, not the kills and updates behind them.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from docker.errors import NotFound
 
 from ..api import Key
 from . import labels as L
@@ -109,7 +117,8 @@ def value_version(obj: Obj) -> int:
 
 
 def observe(client: EngineClient) -> SwarmState:
-    """The whole swarm as the engine reports it now: five list calls.
+    """The whole swarm as the engine reports it now: five list calls, and a sixth for the task
+    history of services that are not converged.
 
     Sent together: the engine builds each answer while the others are decoded, which takes a
     third off a pass over hundreds of services. (Five separate lists are no snapshot either way.)
@@ -118,14 +127,57 @@ def observe(client: EngineClient) -> SwarmState:
         _POOL.submit(call, fetch)
         for fetch in (
             lambda: client.services(status=True),
-            client.tasks,
+            lambda: client.tasks(filters={"desired-state": "running"}),
             client.networks,
             client.secrets,
             client.configs,
         )
     ]
-    services, tasks, networks, secrets, configs = (future.result() for future in lists)
+    services, current, networks, secrets, configs = (future.result() for future in lists)
+    tasks = with_history(client, services, current)
     return SwarmState(services=services, tasks=tasks, networks=networks, secrets=secrets, configs=configs)
+
+
+def with_history(client: EngineClient, services: list[Obj], current: list[Obj]) -> list[Obj]:
+    """``current`` tasks, with the whole history of the services that are not converged."""
+    by_service: dict[str, list[Obj]] = defaultdict(list)
+    for task in current:
+        by_service[task["ServiceID"]].append(task)
+    unsettled = {svc["ID"] for svc in services if not settled(svc, by_service.get(svc["ID"], []))}
+    if not unsettled:
+        return current
+    if len(unsettled) * 2 > len(services):
+        return call(client.tasks)
+    try:
+        history: list[Obj] = call(lambda: client.tasks(filters={"service": sorted(unsettled)}))
+    except NotFound:  # one of them was removed since the services were listed
+        return call(client.tasks)
+    return [*(t for t in current if t["ServiceID"] not in unsettled), *history]
+
+
+def settled(service: Obj, current: list[Obj]) -> bool:
+    """Whether the service runs what its spec says and nothing is under way: its ended tasks are
+    then of no interest. Jobs are never settled here (their tasks end by design)."""
+    spec = service["Spec"]
+    mode = spec.get("Mode") or {}
+    counts = service.get("ServiceStatus")
+    if "ReplicatedJob" in mode or "GlobalJob" in mode or not counts:
+        return False
+    if (service.get("UpdateStatus") or {}).get("State") not in (None, "completed"):
+        return False
+    template = spec.get("TaskTemplate") or {}
+    return counts.get("RunningTasks") == counts.get("DesiredTasks") == len(current) and all(
+        (t.get("Status") or {}).get("State") == "running" and same_template(t, template) for t in current
+    )
+
+
+def same_template(task: Obj, template: Obj) -> bool:
+    """Whether the task runs the service's current task template, as swarm's orchestrator decides
+    a task is up to date. Tasks omit the default runtime that the service's template spells out;
+    ForceUpdate is compared: `--force` is meant to replace every task."""
+    spec = {k: v for k, v in (task.get("Spec") or {}).items() if k != "Runtime"}
+    want = {k: v for k, v in template.items() if k != "Runtime"}
+    return spec == want
 
 
 # Threads kept for the life of the process: a controller observes on every pass.
