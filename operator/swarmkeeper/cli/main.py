@@ -539,7 +539,7 @@ def _register_extras() -> None:
 
 
 # Each entry is a module in this package with ``register(app: typer.Typer) -> None``.
-EXTRA_COMMANDS: list[str] = ["sync", "operator", "nodes", "migrate"]
+EXTRA_COMMANDS: list[str] = ["sync", "operator", "nodes", "migrate", "ui"]
 _register_extras()
 
 

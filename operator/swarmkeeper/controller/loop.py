@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..engine.images import RESOLVE_INTERVAL, follows_tags
 from ..engine.run import Clients, Options, PassOutcome, run_pass
@@ -57,6 +57,10 @@ class Source(Protocol):
 
     def revision(self) -> str | None: ...
 
+    def describe(self) -> dict[str, Any]:
+        """What the dashboard shows of the source itself (where specs come from, revisions); no secret."""
+        ...
+
 
 @dataclass(frozen=True)
 class LoopOptions:
@@ -78,6 +82,8 @@ class LoopOptions:
     # The read-only dashboard (controller/ui): HOST:PORT, and its token (empty: loopback only).
     ui_addr: str | None = None
     ui_token: bytes = field(default=b"", repr=False)
+    # Plan and show, never change (``swarmkeeper ui``): no lease, no status written, nothing told.
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Controller:
         return time.monotonic() - self.alive_at < max(60.0, 3 * self.options.interval)
 
     def ready(self) -> bool:
-        return self.lease.held.is_set() and self.engine_ok and self.passes > 0
+        return (self.options.read_only or self.lease.held.is_set()) and self.engine_ok and self.passes > 0
 
     # -- one pass ------------------------------------------------------------------------------
     def run_pass(self, reasons: set[str]) -> PassResult:
@@ -152,6 +158,7 @@ class Controller:
                 force=self.options.force,
                 source=self.options.source,
                 dependency_timeout=0.0,
+                dry_run=self.options.read_only,
                 revision=self.source.revision(),
                 # A registry said a tag was pushed: ask again now, however recent the last answer.
                 image_interval=0.0 if REGISTRY in reasons else self.options.image_interval,
@@ -163,13 +170,14 @@ class Controller:
         # Status goes to the objects as they are in the files now (fresh positions), the invalid ones
         # get their error; everything else keeps the status computed from the last good specs.
         published = result.manifests if errors else (self.last_good or [])
-        try:
-            self.source.publish(published, outcome)
-        except OSError as exc:
-            log.error("cannot write status: %s", exc)
-        # Like the rest of the specs, an invalid edit leaves the last good alerts in force.
-        alerts = self.last_good if self.last_good is not None else published
-        self.notifier.observe(published, outcome, source=self.options.source, alerts=alerts)  # never waits
+        if not self.options.read_only:
+            try:
+                self.source.publish(published, outcome)
+            except OSError as exc:
+                log.error("cannot write status: %s", exc)
+            # Like the rest of the specs, an invalid edit leaves the last good alerts in force.
+            alerts = self.last_good if self.last_good is not None else published
+            self.notifier.observe(published, outcome, source=self.options.source, alerts=alerts)  # never waits
         outcome.duration = time.monotonic() - started
         if self.dashboard is not None:
             self.dashboard.publish(published, outcome)  # never waits
@@ -222,6 +230,8 @@ class Controller:
                     self.options.ui_token,
                     source=self.options.source,
                     nodes=engine_nodes(self.options.host),
+                    read_only=self.options.read_only,
+                    describe=self.source.describe,
                 )
             except OSError as exc:
                 log.error("cannot serve the dashboard on %s: %s", self.options.ui_addr, exc)
@@ -236,7 +246,8 @@ class Controller:
                 RegistryHook(self.options.registry_hook_addr, self.options.registry_hook_token, self.wakeup)
             )
             log.info("registry notifications on http://%s/registry", self.options.registry_hook_addr)
-        self.lease.start()
+        if not self.options.read_only:
+            self.lease.start()
         for trigger in triggers:
             trigger.start()
         self.cluster_events.start()
@@ -246,7 +257,8 @@ class Controller:
             self.cluster_events.stop()
             for trigger in triggers:
                 trigger.stop()
-            self.lease.stop()
+            if not self.options.read_only:
+                self.lease.stop()
             if server is not None:
                 server.stop()
             if self.dashboard is not None:
@@ -293,7 +305,7 @@ class Controller:
                 break
             if not reasons:
                 reasons = {"resync"}
-            if not self.lease.held.is_set():
+            if not self.options.read_only and not self.lease.held.is_set():
                 pacing.standing_by()
                 continue
             requeue = self.run_pass(reasons).requeue

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from ..api import Key, ObjectStatus, SwarmService
 from ..engine.conditions import now
@@ -130,6 +131,22 @@ class GitLoopSource:
             CommitStatusReporter(config, self.name) if config is not None and not settings.read_only else None
         )
         self._restore()
+
+    def describe(self) -> dict[str, Any]:
+        r = self.revisions
+        return {
+            "kind": "git",
+            "repository": self.git.display,
+            "ref": self.git.ref,
+            "path": self.git.path or ".",
+            "tracked": r.fetched,
+            "attempted": r.attempted,
+            "applied": r.applied,
+            "released": r.released,
+            "failed": dict(r.failed),
+            "fetch_error": self.fetch_error,
+            "suspended": self.settings.suspend,
+        }
 
     # -- start-up --------------------------------------------------------------------------------
     def _restore(self) -> None:

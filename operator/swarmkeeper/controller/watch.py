@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..engine.run import PassOutcome
 from ..loading import LoadResult, Manifest
@@ -63,6 +64,30 @@ class FolderLoopSource:
     def revision(self) -> str | None:
         return None
 
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "folder", "paths": [str(p) for p in self.paths]}
+
+
+class SwarmOnlySource:
+    """No specs: ``swarmkeeper ui`` without a path shows the swarm as it is."""
+
+    controller = "ui"
+
+    def load(self) -> LoadResult:
+        return LoadResult(manifests=[], errors=[])
+
+    def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
+        pass
+
+    def triggers(self, wakeup: Wakeup) -> list[Trigger]:
+        return []
+
+    def revision(self) -> str | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "engine"}
+
 
 def _newest_change(paths: Sequence[Path], since: float) -> float | None:
     """The latest modification time after ``since`` of a file under ``paths`` that the watcher would
@@ -100,4 +125,5 @@ def _watched(path: Path) -> Path:
 
 
 def run_watch(options: WatchOptions) -> int:
-    return Controller(FolderLoopSource(options.paths, options.status), options.loop).run()
+    source = FolderLoopSource(options.paths, options.status) if options.paths else SwarmOnlySource()
+    return Controller(source, options.loop).run()

@@ -31,7 +31,7 @@ from ...engine.run import Clients, PassOutcome
 from ...loading import Manifest
 from ...swarm.errors import EngineError
 from ...swarm.nodes import members
-from .state import MAX_PASSES, NodeView, node_views, pass_summary, snapshot
+from .state import MAX_PASSES, NodeView, eventful, node_views, pass_summary, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +95,35 @@ class Dashboard:
         *,
         source: str,
         nodes: Callable[[], Sequence[NodeView]] | None = None,
+        read_only: bool = False,
+        describe: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.token = token
         self.session = hmac.new(token, b"swarmkeeper-ui-session", hashlib.sha256).hexdigest() if token else ""
         self.source = source
         self._nodes = nodes
+        self.read_only = read_only
+        self._describe = describe
         self._last_nodes: list[NodeView] | None = None
         self._passes: deque[dict[str, Any]] = deque(maxlen=MAX_PASSES)
-        self._pending: tuple[list[Manifest], PassOutcome, list[dict[str, Any]]] | None = None
+        self._pending: tuple[list[Manifest], PassOutcome, list[dict[str, Any]], dict[str, Any] | None] | None = None
         self._changed = threading.Condition()
         self._work = threading.Event()
         self.stopping = threading.Event()
         self.version = 0
         self._state = self._encode(
-            {"version": 0, "source": source, "objects": [], "nodes": None, "passes": [], "spec_errors": []}
+            {
+                "version": 0,
+                "source": source,
+                "read_only": read_only,
+                "origin": None,
+                "objects": [],
+                "unmanaged": [],
+                "plan": [],
+                "nodes": None,
+                "passes": [],
+                "spec_errors": [],
+            }
         )
         host, port = split_address(address)
         self.server = _Server((host, port), _Handler)
@@ -122,8 +137,16 @@ class Dashboard:
     # -- the loop's side ---------------------------------------------------------------------
     def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
         """Called by the loop after each pass; never waits."""
-        self._passes.appendleft(pass_summary(outcome))
-        self._pending = (list(manifests), outcome, list(self._passes))
+        summary = pass_summary(outcome)
+        # A pass with nothing to say (the swarm as wanted) is counted, not listed: a busy engine's
+        # events would otherwise push the passes that changed something off the list.
+        if eventful(summary) or not self._passes:
+            self._passes.appendleft(summary)
+        else:
+            self._passes[0] = {**self._passes[0], "quiet_after": self._passes[0].get("quiet_after", 0) + 1}
+        # The source is described here, on the loop's thread, which is the one that changes it.
+        origin = self._describe() if self._describe is not None else None
+        self._pending = (list(manifests), outcome, list(self._passes), origin)
         self._work.set()
 
     def start(self) -> None:
@@ -155,7 +178,13 @@ class Dashboard:
             except Exception:  # the dashboard must never take the controller down
                 log.exception("dashboard: cannot build the state")
 
-    def _build(self, manifests: list[Manifest], outcome: PassOutcome, passes: list[dict[str, Any]]) -> None:
+    def _build(
+        self,
+        manifests: list[Manifest],
+        outcome: PassOutcome,
+        passes: list[dict[str, Any]],
+        origin: dict[str, Any] | None,
+    ) -> None:
         if self._nodes is not None:
             try:
                 self._last_nodes = list(self._nodes())
@@ -168,6 +197,8 @@ class Dashboard:
             self._last_nodes,
             source=self.source,
             version=self.version + 1,
+            read_only=self.read_only,
+            origin=origin,
         )
         encoded = self._encode(data)
         with self._changed:

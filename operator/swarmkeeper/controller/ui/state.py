@@ -16,7 +16,9 @@ from ...api import Key, ObjectStatus
 from ...engine.inventory import inventory
 from ...engine.run import PassOutcome
 from ...loading import Manifest
+from ...swarm import labels as L
 from ...swarm.nodes import Member
+from ...swarm.observe import SwarmState
 
 MAX_PASSES = 20  # the "last passes" list
 SHOWN_STATES = frozenset({"failed", "rejected", "orphaned"})  # ended tasks kept on show, with their error
@@ -71,6 +73,13 @@ def pass_summary(outcome: PassOutcome) -> dict[str, Any]:
         "waiting": {str(Key(*k)): why for k, why in outcome.waiting.items()},
         "unreachable": {t.where: t.error for t in outcome.targets if t.error is not None},
     }
+
+
+def eventful(summary: Mapping[str, Any]) -> bool:
+    """Whether a pass did or found anything: a change, drift, an error, something held, waiting or away."""
+    return not summary["ok"] or any(
+        summary[k] for k in ("changes", "drift", "spec_errors", "plan_errors", "held", "waiting", "unreachable")
+    )
 
 
 def _conditions(status: ObjectStatus) -> list[dict[str, Any]]:
@@ -142,28 +151,38 @@ def snapshot(
     source: str,
     version: int,
     now: datetime | None = None,
+    read_only: bool = False,
+    origin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole page's data after ``outcome``."""
     now = now or datetime.now(UTC)
     origins = {m.key: f"{m.origin.file}:{m.origin.line}" for m in manifests if m.origin is not None}
     created: dict[Key, str | None] = {}
+    # Everything managed in the swarms this pass saw, from any source: what the specs here do not
+    # hold is listed too, with the status read from the swarm and the source that owns it.
+    live: dict[Key, tuple[ObjectStatus, str, str]] = {}
     for o in outcome.outcomes:
-        for live in inventory(o.state):
-            created[live.key] = live.created
+        for obj in inventory(o.state):
+            created[obj.key] = obj.created
+            live[obj.key] = (obj.status, _owner(o.state, obj.key), obj.details.get("revision", ""))
     errors: dict[tuple[str | None, str | None], list[str]] = {}
     for e in outcome.spec_errors:
         errors.setdefault((e.kind, e.name), []).append(str(e))
     tasks = _tasks(outcome)
-    keys = set(outcome.statuses) | set(origins)
+    keys = set(outcome.statuses) | set(origins) | set(live)
     objects = []
     for key in sorted(keys, key=lambda k: (k.namespace or "", k.kind, k.name)):
-        status = outcome.statuses.get(key) or ObjectStatus()
+        in_specs = key in outcome.statuses or key in origins
+        status = outcome.statuses.get(key) or (live[key][0] if key in live else ObjectStatus())
+        owner, revision = (live[key][1], live[key][2]) if key in live else (source, "")
         update = getattr(status, "update", None)
         task_error = getattr(status, "task_error", None)
         objects.append(
             {
                 **_key(key),
-                "source": source,
+                "source": source if in_specs else owner,
+                "in_specs": in_specs,
+                "revision": revision or None,
                 "file": origins.get(key),
                 "ready": getattr(status, "ready", None),
                 "update": getattr(update, "state", None),
@@ -186,4 +205,50 @@ def snapshot(
         "spec_errors": [str(e) for e in outcome.spec_errors],
         "unreachable": {t.where: t.error for t in outcome.targets if t.error is not None},
         "passes": list(passes),
+        # The pass this state comes from (listed in ``passes`` only when it had something to say).
+        "last_pass": {"at": _when(outcome.started_at), "duration_ms": round(outcome.duration * 1000, 1)},
+        "read_only": read_only,
+        "origin": origin,
+        "plan": pending_plan(outcome),
+        "unmanaged": [
+            {"type": type_, "name": name, "cluster": t.cluster}
+            for t in outcome.targets
+            if t.outcome is not None
+            for type_, name in sorted(t.outcome.state.foreign())
+        ],
     }
+
+
+def pending_plan(outcome: PassOutcome) -> list[dict[str, Any]]:
+    """The steps a pass planned and did not carry out: all of them in a read-only pass (a plan to
+    look at), those refused or left for later otherwise; field paths only, as ``diff`` prints them."""
+    steps = []
+    for t in outcome.targets:
+        if t.outcome is None:
+            continue
+        done = {r.step.index for r in t.outcome.report.results if r.ok}
+        for step in t.outcome.plan.steps:
+            if step.index not in done:
+                steps.append(
+                    {
+                        **_key(step.key),
+                        "cluster": t.cluster,
+                        "action": step.action,
+                        "reason": step.reason,
+                        "swarm_name": step.swarm_name,
+                        "fields": [c.path for c in step.changes],
+                        "blocked": t.outcome.plan.blocked,
+                    }
+                )
+    return steps
+
+
+def _owner(state: SwarmState, key: Key) -> str:
+    """The source whose specs made a managed object (its ownership label)."""
+    found = state.managed_services.get(key) or state.managed_networks.get(key)
+    labels: Mapping[str, str] = {}
+    if found is not None:
+        labels = (found.get("Spec") or found).get("Labels") or {}
+    elif state.managed_values.get(key):
+        labels = state.managed_values[key][-1]["Spec"].get("Labels") or {}
+    return labels.get(L.SOURCE, L.DEFAULT_SOURCE)

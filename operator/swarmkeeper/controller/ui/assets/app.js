@@ -60,6 +60,7 @@ function objectRows(o) {
     el("td", {}, toggle),
     el("td", { text: o.kind.replace(/^Swarm/, "") }),
     el("th", { scope: "row", text: o.name }),
+    el("td", { text: o.source }),
     readyCell(o),
     el("td", { text: o.update || "" }),
     el("td", { class: "mono", text: o.image || "" }),
@@ -67,11 +68,12 @@ function objectRows(o) {
     el("td", { text: o.age }))];
   if (shown) {
     const lines = [
-      ["Swarm name", o.swarm_name], ["Spec", o.file], ["Source", o.source], ["Digest", o.digest],
+      ["Swarm name", o.swarm_name], ["Spec", o.file || (o.in_specs ? null : "not in these specs")],
+      ["Source", o.source], ["Revision", o.revision], ["Digest", o.digest],
       ["Task error", o.task_error && `${o.task_error.task} on ${o.task_error.node || "?"}: ${o.task_error.state}: ${o.task_error.error}`],
       ...o.conditions.filter((c) => c.message).map((c) => [c.type, `${c.reason}: ${c.message}`]),
     ].filter(([, v]) => v);
-    rows.push(el("tr", { class: "detail" }, el("td", { colspan: 8 },
+    rows.push(el("tr", { class: "detail" }, el("td", { colspan: 9 },
       el("dl", {}, lines.map(([k, v]) => [el("dt", { text: k }), el("dd", { class: "mono", text: v })])))));
   }
   return rows;
@@ -87,7 +89,7 @@ function renderObjects(state) {
     groups.get(ns).push(o);
   }
   box.replaceChildren(...[...groups].map(([ns, objs]) =>
-    table(`namespace ${ns}`, ["", "Kind", "Name", "Ready", "Update", "Image", "Conditions", "Age"],
+    table(`namespace ${ns}`, ["", "Kind", "Name", "Source", "Ready", "Update", "Image", "Conditions", "Age"],
       objs.flatMap(objectRows))));
 }
 
@@ -120,6 +122,41 @@ function renderNodes(state) {
 
 const SYMBOL = { create: "+", update: "~", recreate: "±", delete: "-" };
 
+function renderPlan(state) {
+  const steps = state.plan || [];
+  document.getElementById("plan-section").hidden = !steps.length;
+  const blocked = steps.find((s) => s.blocked);
+  document.getElementById("plan-note").textContent = blocked ? `Refused: ${blocked.blocked}`
+    : state.read_only ? "What applying these specs would change (read-only: nothing is applied)."
+    : "Planned and not carried out yet.";
+  document.getElementById("plan").replaceChildren(...steps.map((s) => el("li", {},
+    `${SYMBOL[s.action] || ""} ${s.action} ${s.id} (${s.reason})`,
+    s.fields.length ? el("span", { class: "mono" }, ": ", s.fields.join(", ")) : null)));
+}
+
+function renderOrigin(state) {
+  const o = state.origin;
+  document.getElementById("origin-section").hidden = !o || o.kind !== "git";
+  if (!o || o.kind !== "git") return;
+  const short = (r) => (r ? r.slice(0, 12) : "—");
+  const rows = [
+    ["Repository", `${o.repository} ${o.ref} ${o.path}`], ["Tracked", short(o.tracked)],
+    ["Last attempted", short(o.attempted)], ["Last applied", short(o.applied)], ["Released", short(o.released)],
+    ...Object.entries(o.failed || {}).map(([r, why]) => [`Failed ${short(r)}`, why]),
+    ["Fetch error", o.fetch_error], ["Suspended", o.suspended ? "yes" : null],
+  ].filter(([, v]) => v);
+  document.getElementById("origin").replaceChildren(...rows.flatMap(([k, v]) =>
+    [el("dt", { text: k }), el("dd", { class: "mono", text: v })]));
+}
+
+function renderUnmanaged(state) {
+  const items = state.unmanaged || [];
+  document.getElementById("unmanaged-section").hidden = !items.length;
+  document.getElementById("unmanaged").replaceChildren(items.length ? table("", ["Type", "Name", "Cluster"],
+    items.map((u) => el("tr", {}, el("td", { text: u.type }), el("th", { scope: "row", text: u.name }),
+      el("td", { text: u.cluster || "default" })))) : "");
+}
+
 function renderPasses(state) {
   document.getElementById("passes").replaceChildren(...state.passes.map((p) => {
     const items = [
@@ -135,7 +172,8 @@ function renderPasses(state) {
       ...Object.entries(p.unreachable).map(([k, v]) => el("li", { class: "error", text: `${k}: ${v}` })),
     ];
     const when = p.at ? new Date(p.at).toLocaleTimeString() : "";
-    return el("li", {}, el("span", { class: p.ok ? null : "error" }, `${when} · ${p.duration_ms} ms · ${p.ok ? "ok" : "not ok"}`),
+    const quiet = p.quiet_after ? el("div", { class: "muted", text: `then ${p.quiet_after} pass${p.quiet_after === 1 ? "" : "es"} with no change` }) : null;
+    return el("li", {}, quiet, el("span", { class: p.ok ? null : "error" }, `${when} · ${p.duration_ms} ms · ${p.ok ? "ok" : "not ok"}`),
       items.length ? el("ul", {}, items) : el("span", { class: "muted", text: " · no change" }));
   }));
 }
@@ -144,7 +182,10 @@ function render() {
   if (!last) return;
   const focused = document.activeElement && document.activeElement.getAttribute("data-focus");
   const state = last;
+  renderOrigin(state);
+  renderPlan(state);
   renderObjects(state);
+  renderUnmanaged(state);
   renderTasks(state);
   renderNodes(state);
   renderPasses(state);
@@ -166,7 +207,7 @@ function take(state) {
   if (paused) return;
   last = state;
   document.body.dataset.version = String(state.version);
-  meta(`source ${state.source} · updated ${new Date().toLocaleTimeString()} · live`);
+  meta(`source ${state.source}${state.read_only ? " · read-only" : ""} · updated ${new Date().toLocaleTimeString()} · live`);
   render();
 }
 
