@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -211,16 +211,31 @@ DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10, matching the daemon:
 
 
 def stack_deploy(
-    compose: Path, namespace: str, env: Mapping[str, str] | None = None, *, resolve_image: str = "never"
+    compose: Path | Sequence[Path],
+    namespace: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    resolve_image: str = "never",
 ) -> None:
-    """``docker stack deploy`` as users run it; local images are not resolved against a registry
-    unless ``resolve_image`` says so. ``env``: the variables the file reads (only those: none of the
-    caller's ``CORPUS_*`` leak in)."""
+    """``docker stack deploy -c FILE...`` as users run it: several files are merged by the CLI, the
+    first one's folder being where relative paths start; local images are not resolved against a
+    registry unless ``resolve_image`` says so. ``env``: the variables the files read (only those:
+    none of the caller's ``CORPUS_*`` leak in)."""
     assert Path(DOCKER_CLI).exists(), f"{DOCKER_CLI} is missing: the docker CLI is needed to deploy stacks"
+    files = [compose] if isinstance(compose, Path) else list(compose)
+    assert files, "no compose file to deploy"
     base = {k: v for k, v in os.environ.items() if not k.startswith("CORPUS_")}
     result = subprocess.run(
-        [DOCKER_CLI, "stack", "deploy", "-c", str(compose), "--resolve-image", resolve_image, namespace],
-        cwd=compose.parent,
+        [
+            DOCKER_CLI,
+            "stack",
+            "deploy",
+            *(arg for f in files for arg in ("-c", str(f))),
+            "--resolve-image",
+            resolve_image,
+            namespace,
+        ],
+        cwd=files[0].parent,
         capture_output=True,
         text=True,
         timeout=120,

@@ -30,7 +30,8 @@ cli/compose/convert, schema v3.0 to v3.9), file by file:
 - variables.yml: ``${VAR}``, ``$VAR``, ``${VAR:-default}``, ``${VAR-default}``,
   ``${VAR?error}``, ``$$``; ``x-`` extension fields at the top and in a service; YAML anchors
   and ``<<`` merge keys; templates ({{.Service.Name}}, {{.Node.Hostname}}, {{.Task.Name}}); an
-  image without a tag (normalised to ``:latest`` as the CLI does).
+  image without a tag (normalised to ``:latest`` as the CLI does) and one in long form
+  (``docker.io/local/busybox:1``, sent as ``local/busybox:1``).
 - networks.yml: service networks as list and mapping, aliases; top-level driver, attachable,
   internal, driver_opts, labels (map and list), ipam (driver, config.subnet), external with
   ``name:``; a network no service uses (not created, as the CLI does); the ``default`` network.
@@ -42,9 +43,12 @@ cli/compose/convert, schema v3.0 to v3.9), file by file:
   ``version:``, so it is compared with the same file declaring "3.9").
 
 Not compared here because docker stack deploy 20.10 does not honour them (it refuses or drops
-them): deploy.mode replicated-job/global-job, dns_opt, healthcheck.start_interval, group_add,
-cgroup_parent and the other keys swarm cannot do (see test_migrate_compose.py for their unit
-tests and the comments import writes for them).
+them): deploy.mode replicated-job/global-job ("Unknown mode"), dns_opt ("Additional property
+dns_opt is not allowed"), healthcheck.start_interval, group_add, cgroup_parent and the other keys
+swarm cannot do (see test_migrate_compose.py and test_compose_keys.py for their unit tests and
+the comments import writes for them). credential_spec (gMSA credentials, for Windows containers),
+which the CLI does set, is left out too: SwarmService has no field for it; import names it as
+not translated.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import copy
 import json
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +70,11 @@ from cli_helpers import sk
 from helpers import cleanup_namespace, stack_deploy, wait_for
 from registry_fixtures import Registries, build_distinct_image, push
 from swarmkeeper.sources.migrate.export import spec_name
+from swarmkeeper.swarm.labels import MANAGED_BY
+from swarmkeeper.swarm.labels import PREFIX as LABEL_PREFIX
 
 CORPUS = Path(__file__).parent / "data" / "compose_corpus"
+MERGE = Path(__file__).parent / "data" / "compose_merge"
 STACK_LABEL = "com.docker.stack.namespace"
 FILES = sorted(p.name for p in CORPUS.glob("*.yml"))
 
@@ -84,8 +91,9 @@ INTENDED = (
 # -- the two deployments ---------------------------------------------------------------------------
 
 
-def import_and_apply(compose: Path, specs: Path, namespace: str, env: Mapping[str, str]) -> str:
-    res = sk("import", "compose", compose, "-n", namespace, "-o", specs, env=dict(env))
+def import_and_apply(compose: Path | Sequence[Path], specs: Path, namespace: str, env: Mapping[str, str]) -> str:
+    files = [compose] if isinstance(compose, Path) else list(compose)
+    res = sk("import", "compose", *files, "-n", namespace, "-o", specs, env=dict(env))
     assert res.code == 0, res.output
     applied = sk("apply", specs, "--source", namespace, env=dict(env))
     assert applied.code == 0, applied.output
@@ -224,7 +232,7 @@ def stack_folder(tmp: Path, name: str) -> Path:
 
 
 def deployed_both_ways(
-    api: docker.APIClient, compose: Path, specs: Path, namespace: str, env: Mapping[str, str]
+    api: docker.APIClient, compose: Path | Sequence[Path], specs: Path, namespace: str, env: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The engine's view of the file deployed by docker stack deploy, then by swarmkeeper.
 
@@ -258,6 +266,31 @@ def test_import_and_apply_build_what_docker_stack_deploy_builds(
     # Specs written outside the stack folder: the files beside the compose file must still be read.
     theirs, ours = deployed_both_ways(docker_api, compose, tmp_path / "specs", namespace, corpus_env)
     assert_same(theirs, ours)
+
+
+def test_several_files_merge_as_docker_stack_deploy_merges_them(
+    docker_api: docker.APIClient,
+    local_image: str,
+    namespace: str,
+    corpus_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``docker stack deploy -c base.yml -c prod.yml`` against ``import compose base.yml prod.yml``:
+    the override mixes the forms a base is overridden with (ports long over short, environment list
+    over map and map over list, aliases, deploy replicas/resources/labels, volumes, secrets,
+    configs, command), and every field the engine stores must come out alike."""
+    folder = tmp_path / "stack"
+    shutil.copytree(MERGE, folder)
+    files = [folder / "base.yml", folder / "prod.yml"]
+    theirs, ours = deployed_both_ways(docker_api, files, tmp_path / "specs", namespace, corpus_env)
+    assert_same(theirs, ours)
+    # Both sides read the override: without it, they would agree just as well.
+    web = theirs["service NS_web"]
+    container = web["TaskTemplate"]["ContainerSpec"]
+    assert container["Args"] == ["sleep", "1d", "2h"]  # docker 20.10 appends an override's command
+    assert "LOG_LEVEL=warn" in container["Env"] and "REGION=eu" in container["Env"]
+    assert web["Mode"]["Replicated"]["Replicas"] == 2
+    assert {"service NS_cron", "network NS_edge", "secret NS_prod_key", "config NS_app_conf_prod"} <= set(theirs)
 
 
 def version_file(version: str | None) -> str:
@@ -337,17 +370,48 @@ def test_every_file_version_builds_what_docker_stack_deploy_builds(
 # -- adoption and round trip -----------------------------------------------------------------------
 
 
-def tasks_and_starts(api: docker.APIClient, namespace: str) -> dict[str, set[str]]:
-    """Per service: every task it has had. A rolling update or a restart adds a task."""
+Starts = dict[str, dict[str, tuple[str, str]]]
+
+
+def tasks_and_starts(api: docker.APIClient, namespace: str) -> Starts:
+    """Per service: every task it has had, with its container and when that container started.
+
+    A rolling update or a rescheduled task adds a task; a task's container restarted in place
+    changes its start time, and one replaced under the same task changes the container."""
     return {
-        svc["Spec"]["Name"]: {t["ID"] for t in api.tasks(filters={"service": svc["ID"]})}
+        svc["Spec"]["Name"]: {
+            task["ID"]: (container, started_at(api, container))
+            for task in api.tasks(filters={"service": svc["ID"]})
+            for container in [(task["Status"].get("ContainerStatus") or {}).get("ContainerID") or ""]
+        }
         for svc in api.services(filters={"label": f"{STACK_LABEL}={namespace}"})
     }
 
 
+def started_at(api: docker.APIClient, container: str) -> str:
+    """``docker inspect``'s State.StartedAt of ``container`` ("" for a task that never had one)."""
+    if not container:
+        return ""
+    try:
+        return str(api.inspect_container(container)["State"]["StartedAt"])
+    except docker.errors.NotFound:
+        return "(removed)"
+
+
+def running_containers(api: docker.APIClient, namespace: str) -> set[str]:
+    """The containers of the namespace's tasks that run now."""
+    return {
+        task["Status"]["ContainerStatus"]["ContainerID"]
+        for svc in api.services(filters={"label": f"{STACK_LABEL}={namespace}"})
+        for task in api.tasks(filters={"service": svc["ID"], "desired-state": "running"})
+        if task["Status"]["State"] == "running"
+    }
+
+
 def settled(api: docker.APIClient, namespace: str, count: int) -> bool:
-    """All ``count`` services there; each one's update, if one started, reported finished by the
-    engine; no task on its way."""
+    """All ``count`` services there; none in the middle of an update; every task the orchestrator
+    wants made and running in its container, or held back by the scheduler for a resource no node
+    has (a GPU). A task just made is pending too, with no such reason: not settled yet."""
     services = api.services(filters={"label": f"{STACK_LABEL}={namespace}"}, status=True)
     if len(services) != count:
         return False
@@ -359,13 +423,98 @@ def settled(api: docker.APIClient, namespace: str, count: int) -> bool:
         if len(tasks) != svc["ServiceStatus"]["DesiredTasks"]:
             return False  # the orchestrator has not made them all yet
         for task in tasks:
-            # Running in its container, or "pending" for a resource no node has (a GPU).
             status = task["Status"]
-            if status["State"] == "pending":
-                continue
+            if status["State"] == "pending" and status.get("Err"):
+                continue  # the scheduler found no node with the resource it asks for (a GPU)
             if status["State"] != "running" or not (status.get("ContainerStatus") or {}).get("ContainerID"):
                 return False
     return True
+
+
+Marks = dict[str, tuple[int, str | None]]
+
+
+def update_marks(api: docker.APIClient, namespace: str) -> Marks:
+    """Per service: its version, and when the engine last finished rolling it out (if ever)."""
+    return {
+        svc["Spec"]["Name"]: (svc["Version"]["Index"], (svc.get("UpdateStatus") or {}).get("CompletedAt"))
+        for svc in api.services(filters={"label": f"{STACK_LABEL}={namespace}"})
+    }
+
+
+def moment(stamp: str) -> tuple[str, int]:
+    """An engine timestamp (RFC 3339, up to nanoseconds) in a form that orders correctly."""
+    head, _, fraction = stamp.rstrip("Z").partition(".")
+    return head, int(fraction.ljust(9, "0")[:9] or 0)
+
+
+def task_dirty(svc: dict[str, Any], task: dict[str, Any]) -> bool:
+    """Whether the engine will replace ``task``: as swarmkit's IsTaskDirty decides it, its spec is
+    no longer the service's task template (pull options aside) or its endpoint no longer the
+    service's."""
+    want = copy.deepcopy(svc["Spec"]["TaskTemplate"])
+    have = copy.deepcopy(task["Spec"])
+    for spec in (want, have):
+        spec.get("ContainerSpec", {}).pop("PullOptions", None)
+        spec.pop("Runtime", None)  # named in a service's template only; the ContainerSpec says it
+    endpoint = (task.get("Endpoint") or {}).get("Spec")
+    return want != have or (endpoint is not None and endpoint != (svc["Spec"].get("EndpointSpec") or {}))
+
+
+def update_finished(api: docker.APIClient, namespace: str, count: int, before: Marks) -> bool:
+    """Settled, and every update sent since ``before`` carried through by the engine: a service
+    whose version did not move was sent none; one that moved either had a rollout that the engine
+    reports completed after the one before, or has no task left that the engine would replace
+    (then it starts no rollout: a change of service labels alone)."""
+    if not settled(api, namespace, count):
+        return False
+    for svc in api.services(filters={"label": f"{STACK_LABEL}={namespace}"}, status=True):
+        index, completed = before[svc["Spec"]["Name"]]
+        if svc["Version"]["Index"] == index:
+            continue
+        status = svc.get("UpdateStatus") or {}
+        done = status.get("CompletedAt") if status.get("State") in ("completed", "rollback_completed") else None
+        if done is not None and (completed is None or moment(done) > moment(completed)):
+            continue  # the rollout it caused is over
+        tasks = api.tasks(filters={"service": svc["ID"], "desired-state": "running"})
+        if any(task_dirty(svc, task) for task in tasks):
+            return False
+    return True
+
+
+# A step as diff and apply print it (cli/render.py): "~ update   KIND/NS/NAME  (SWARM_NAME; REASON)",
+# then, indented, one "+|~|- PATH: ..." line per changed field and a line saying what adoption does.
+STEP_LINE = re.compile(r"^([+~±-]) (create|update|recreate|delete) +(\S+)  \((\S+); (.+)\)$")
+CHANGE_LINE = re.compile(r"^      [+~-] (\S+): ")
+
+
+def plan_steps(output: str) -> list[dict[str, Any]]:
+    """The steps of a printed plan, each with the field paths it changes. Anything else the plan
+    says (an error, a held or orphaned object, a line of unknown shape) fails the test."""
+    steps: list[dict[str, Any]] = []
+    for line in output.splitlines():
+        if m := STEP_LINE.match(line):
+            action, key, swarm_name, reason = m.group(2, 3, 4, 5)
+            steps.append({"action": action, "key": key, "swarm_name": swarm_name, "reason": reason, "paths": []})
+        elif line.startswith("      ") and steps:
+            if m := CHANGE_LINE.match(line):
+                steps[-1]["paths"].append(m.group(1))
+        elif line.startswith("  unmanaged, left alone: ") or not line.strip():
+            continue  # foreign objects anywhere in the swarm, other tests' among them
+        else:
+            raise AssertionError(f"unexpected line in the plan: {line!r}\n{output}")
+    return steps
+
+
+def namespace_objects(api: docker.APIClient, namespace: str) -> set[str]:
+    """Swarm names of the services, networks, secrets and configs docker stack deploy made."""
+    label = {"label": f"{STACK_LABEL}={namespace}"}
+    return (
+        {s["Spec"]["Name"] for s in api.services(filters=label)}
+        | {n["Name"] for n in api.networks(filters=label)}
+        | {s["Spec"]["Name"] for s in api.secrets(filters=label)}
+        | {c["Spec"]["Name"] for c in api.configs(filters=label)}
+    )
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -382,18 +531,29 @@ def test_a_stack_deployed_by_docker_is_adopted_without_a_restart_and_exports_to_
     stack_deploy(compose, namespace, corpus_env)
     wait_for(lambda: settled(docker_api, namespace, count), timeout=120, message=f"{namespace} settled")
     before = tasks_and_starts(docker_api, namespace)
+    started = {c: at for tasks in before.values() for c, at in tasks.values() if c}
+    # Every running container is seen with its start (a file may ask for no replica at all).
+    running = running_containers(docker_api, namespace)
+    assert all(started.get(c, "(removed)") != "(removed)" for c in running), (running, before)
 
     # Round trip: what export writes of the running stack differs from it in ownership alone.
     exported = tmp_path / "exported"
     res = sk("export", "-n", namespace, "-o", exported, env=corpus_env)
     assert res.code == 0, res.output
     for secret in exported.glob("secret-*.yaml"):  # swarm gives no secret back: the user fills them
-        name = secret.stem.removeprefix("secret-")
-        (exported / f"{name}.txt").write_text(secret_value(compose, name))
+        spec = secret.stem.removeprefix("secret-")
+        (exported / f"{spec}.txt").write_text(secret_value(compose, spec))
+    marks = update_marks(docker_api, namespace)
     plan = sk("diff", exported, "--source", namespace, "--adopt", env=corpus_env)
     assert plan.code == 1, plan.output
-    assert "adopt + update" not in plan.stdout, plan.stdout
-    assert tasks_and_starts(docker_api, namespace) == before  # diff changes nothing
+    steps = plan_steps(plan.stdout)
+    assert {(s["action"], s["reason"]) for s in steps} == {("update", "adopt")}, plan.stdout
+    assert {s["swarm_name"] for s in steps} == namespace_objects(docker_api, namespace), plan.stdout
+    changed = [p for s in steps for p in s["paths"]]
+    assert all(p.startswith(f"Labels.{LABEL_PREFIX}") for p in changed), plan.stdout
+    assert any(s["paths"] for s in steps if s["key"].startswith("SwarmService/")), plan.stdout
+    assert update_marks(docker_api, namespace) == marks  # diff changes nothing
+    assert tasks_and_starts(docker_api, namespace) == before
 
     # Adoption of the import: labels only, no task restarted.
     specs = tmp_path / "specs"
@@ -402,12 +562,22 @@ def test_a_stack_deployed_by_docker_is_adopted_without_a_restart_and_exports_to_
     res = sk("apply", specs, "--source", namespace, "--adopt", env=corpus_env)
     assert res.code == 0, res.output
     assert "adopt + update" not in res.output, res.output
-    wait_for(lambda: settled(docker_api, namespace, count), timeout=120, message=f"{namespace} settled after adoption")
-    after = tasks_and_starts(docker_api, namespace)
-    assert after == before
-    # Then swarmkeeper's: the next pass changes nothing.
-    again = sk("diff", specs, "--source", namespace, env=corpus_env)
+    wait_for(
+        lambda: update_finished(docker_api, namespace, count, marks),
+        timeout=120,
+        message=f"{namespace}: the engine done with the adoption's updates",
+    )
+    for svc in docker_api.services(filters={"label": f"{STACK_LABEL}={namespace}"}):
+        assert svc["Spec"]["Labels"].get(MANAGED_BY) == "swarmkeeper", svc["Spec"]["Name"]  # adopted
+    assert tasks_and_starts(docker_api, namespace) == before
+
+    # Then swarmkeeper's: the next real pass has nothing to do and writes nothing.
+    marks = update_marks(docker_api, namespace)
+    again = sk("apply", specs, "--source", namespace, env=corpus_env)
     assert again.code == 0, again.output
+    assert again.stdout.strip() == "no changes", again.output
+    assert update_marks(docker_api, namespace) == marks
+    assert tasks_and_starts(docker_api, namespace) == before
 
 
 def secret_value(compose: Path, spec: str) -> str:

@@ -516,13 +516,15 @@ def test_import_command_writes_one_object_per_file_with_comments(tmp_path: Path)
         "import", "compose", tmp_path / "compose.yaml", "--env-file", tmp_path / "vars.env", "-n", "shop", "-o", out
     )
     assert res.code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["network-default.yaml", "secret-token.yaml", "service-web.yaml"]
+    names = ["_files", "network-default.yaml", "secret-token.yaml", "service-web.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == names
     web = (out / "service-web.yaml").read_text()
     assert "# build: not translated" in web and "image: local/busybox:2" in web
-    assert "file: ../token.txt" in (out / "secret-token.yaml").read_text()
+    assert "file: _files/token.txt" in (out / "secret-token.yaml").read_text()
     assert "CANARY" not in res.output + web
-    # Written files load as specs (the secret file is outside the folder: noted, and not read here).
-    assert load_paths([out], resolve_values=False).ok
+    # The secret file was outside the folder: copied into it (owner-only), and the specs load.
+    assert (out / "_files" / "token.txt").stat().st_mode & 0o077 == 0
+    assert load_paths([out]).ok
     # A second import does not overwrite without --force.
     again = sk("import", "compose", tmp_path / "compose.yaml", "-n", "shop", "-o", out)
     assert again.code == 2 and "--force" in again.stderr

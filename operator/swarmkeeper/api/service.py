@@ -265,6 +265,9 @@ class SwarmServiceSpec(ClusterRef):
     stop_grace_period: Duration | None = None
     stop_signal: str | None = None
     init: bool | None = None
+    isolation: Literal["default", "process", "hyperv"] | None = Field(
+        default=None, description="The container's isolation technology (docker service create --isolation)."
+    )
     read_only: bool = False
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
@@ -314,6 +317,14 @@ class TaskError(Model):
     at: datetime | None = None
 
 
+class RunningImage(Model):
+    image: str = Field(description="The image reference, without its digest.")
+    digest: str | None = Field(
+        default=None, description="The registry digest the tasks run (sha256:...); absent when the image is not pinned."
+    )
+    tasks: int = Field(description="How many running tasks use it.")
+
+
 class ServiceStatus(ObjectStatus):
     replicas: ReplicaCounts | None = None
     ready: str | None = Field(default=None, description='running/desired, e.g. "3/3".')
@@ -321,6 +332,11 @@ class ServiceStatus(ObjectStatus):
     image: str | None = Field(default=None, description="The image reference the running tasks use.")
     image_digest: str | None = Field(
         default=None, description="The registry digest the image's tag is pinned to (resolveImage)."
+    )
+    running_images: list[RunningImage] | None = Field(
+        default=None,
+        description="What the running tasks run: each image with the digest their spec names and how "
+        "many tasks run it (two entries while an update rolls from one digest to another).",
     )
     task_error: TaskError | None = Field(default=None, description="The latest failed task, while not ready.")
 

@@ -3,13 +3,14 @@
 Import translates a compose file; export reads what runs. Both write one object per file (or
 one multi-document YAML to stdout), with comments saying what did not translate, and check that
 what they wrote loads as specs. Neither changes the swarm: taking running objects over is
-``apply --adopt``'s job. Secret values are never read or written here.
+``apply --adopt``'s job. Secret values are never printed: import copies the files a compose file
+names into the specs folder (a secret's copy readable by its owner only), export reads none.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,7 @@ from .common import EXIT_FAILED, EXIT_INVALID, err, fail, out, print_load_errors
 
 if TYPE_CHECKING:
     from ..sources.migrate.compose import ImportResult
-    from ..sources.migrate.writing import SpecObject
+    from ..sources.migrate.writing import FileCopy, Placement, SpecObject
 
 import_app = typer.Typer(
     name="import",
@@ -39,7 +40,13 @@ Force = Annotated[bool, typer.Option(help="Overwrite spec files that exist in th
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")]
 
 
-def _write(objects: Sequence[SpecObject], header: Sequence[str], output: Path | None, force: bool) -> None:
+def _write(
+    objects: Sequence[SpecObject],
+    header: Sequence[str],
+    output: Path | None,
+    force: bool,
+    copies: Mapping[Path, FileCopy] | None = None,
+) -> None:
     """Every object into ``output`` (a subfolder per namespace when there are several), or stdout."""
     from ..sources.migrate.writing import FilesExist, render_all, write
 
@@ -52,7 +59,7 @@ def _write(objects: Sequence[SpecObject], header: Sequence[str], output: Path | 
         out.print(rendered.stream(), markup=False)
         return
     try:
-        write(rendered.texts, force=force)
+        write(rendered.texts, force=force, copies=copies)
     except FilesExist as exc:
         shown = ", ".join(str(p) for p in exc.paths[:5]) + (" ..." if len(exc.paths) > 5 else "")
         fail(f"{shown}: exists; nothing was written (use --force to overwrite)", EXIT_INVALID)
@@ -100,30 +107,101 @@ def import_compose(
     ] = None,
     output: OutputDir = None,
     force: Force = False,
+    keep_file_paths: Annotated[
+        bool,
+        typer.Option(
+            "--keep-file-paths",
+            help="Name the files beside the compose file where they are instead of copying them into DIR/_files/, "
+            "and mark the nearest folder holding them and DIR as the root of the spec tree.",
+        ),
+    ] = False,
     verbose: Verbose = 0,
 ) -> None:
     """Translate compose files into specs: one object per file, comments where something has no equivalent."""
-    from ..loading.discovery import ROOT_MARKER
     from ..sources.migrate.compose import import_compose as translate
-    from ..sources.migrate.writing import mark_tree_root
 
     setup_logging(verbose)
     _namespace_or_exit(namespace)
     variables = _variables(files[0], env_file)
     texts = [(_read_compose(f), f) for f in files]
     (text, first), overrides = texts[0], texts[1:]
-    result = translate(
-        text, first, overrides=overrides, variables=variables, namespace=namespace, specs_dir=output or Path.cwd()
-    )
+    copying = output is not None and not keep_file_paths
+    # Copying: references come back relative to the file system's root, i.e. absolute, and are made
+    # relative to the specs when placed; otherwise relative to where the specs go.
+    names_from = Path(Path.cwd().anchor) if copying else Path(os.path.abspath(output or Path.cwd()))
+    result = translate(text, first, overrides=overrides, variables=variables, namespace=namespace, specs_dir=names_from)
+    if output is not None and not copying and result.ok:
+        _keep_paths_or_exit(result, output)
     _report(result)
     names = " ".join(str(f) for f in files)
-    _write(result.objects, [f"Imported from {names} by swarmkeeper import compose."], output, force)
-    if result.tree_root is not None:
-        if output is None:
-            marker = result.tree_root / ROOT_MARKER
-            err.print(f"note: create {marker} so the specs may read the files they name", markup=False)
-        else:
-            mark_tree_root(result.tree_root)
+    header = [f"Imported from {names} by swarmkeeper import compose."]
+    if output is None or not copying:
+        _write(result.objects, header, output, force)
+        _mark_root(result, output)
+        return
+    placement = _place(result, output, names_from, Path(os.path.abspath(first)).parent)
+    _write(result.objects, header, output, force, placement.copies)
+    if placement.copies:
+        from ..loading.discovery import VALUES_FOLDER
+
+        folder = output / VALUES_FOLDER
+        copies = Path(os.path.abspath(folder))
+        shown = ", ".join(sorted(p.relative_to(copies).as_posix() for p in placement.copies))
+        n = len(placement.copies)
+        err.print(
+            f"copied {n} file{'s' if n != 1 else ''} the compose file names into {folder} ({shown}); "
+            "the specs name the copies",
+            markup=False,
+        )
+
+
+def _keep_paths_or_exit(result: ImportResult, output: Path) -> None:
+    """--keep-file-paths: the specs and the files they name must share a folder that may be marked
+    as the root of their spec tree; otherwise apply could not read the files, so nothing is written."""
+    from ..loading.discovery import VALUES_FOLDER, root_refusal
+    from ..sources.migrate.writing import file_references
+
+    specs = Path(os.path.abspath(output))
+    outside = any(
+        not Path(os.path.normpath(specs / container[key])).is_relative_to(specs)
+        for obj in result.objects
+        for container, key in file_references(obj)
+    )
+    root = result.tree_root
+    if not outside or (root is not None and root_refusal(root) is None):
+        return
+    why = "share no folder but the file system's root" if root is None else f"share {root}, which {root_refusal(root)}"
+    fail(
+        f"--keep-file-paths: {output} and the files its specs name {why}; nothing was written "
+        f"(without --keep-file-paths the files are copied into {output / VALUES_FOLDER})",
+        EXIT_INVALID,
+    )
+
+
+def _mark_root(result: ImportResult, output: Path | None) -> None:
+    from ..loading.discovery import ROOT_MARKER
+    from ..sources.migrate.writing import mark_tree_root
+
+    if result.tree_root is None:
+        return
+    if output is None:
+        marker = result.tree_root / ROOT_MARKER
+        err.print(
+            f"note: create {marker}, or import with -o DIR to copy the files into DIR, so the specs may read them",
+            markup=False,
+        )
+    else:
+        mark_tree_root(result.tree_root)
+
+
+def _place(result: ImportResult, output: Path, names_from: Path, compose_dir: Path) -> Placement:
+    """The files named outside the specs folder, to copy into it; a note for each that cannot be read."""
+    from ..sources.migrate.writing import place_files
+
+    placement = place_files(result.objects, output, names_from=names_from, compose_dir=compose_dir)
+    for original, copy, problem in placement.unread:
+        err.print(f"note: {original}: {problem}; not copied: put the file at {copy} before applying", markup=False)
+    return placement
 
 
 def _variables(first: Path, env_files: list[Path] | None) -> dict[str, str]:

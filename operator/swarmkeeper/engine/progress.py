@@ -7,9 +7,12 @@ rolling update is not reported done before it has started.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from ..swarm.observe import same_template
 
 Obj = dict[str, Any]
 
@@ -30,6 +33,8 @@ class Progress:
     update_started_at: datetime | None
     update_completed_at: datetime | None
     image: str | None
+    # (image without digest, digest or None, running tasks), one per distinct image of the running tasks
+    running_images: tuple[tuple[str, str | None, int], ...]
     task_error: dict[str, Any] | None
 
     @property
@@ -62,12 +67,10 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00" if frac else f"{head}+00:00")
 
 
-def _same_template(task: Obj, template: Obj) -> bool:
-    # Tasks omit the default runtime that the service's template spells out. ForceUpdate is
-    # compared: `--force` is meant to replace every task.
-    spec = {k: v for k, v in (task.get("Spec") or {}).items() if k != "Runtime"}
-    want = {k: v for k, v in template.items() if k != "Runtime"}
-    return spec == want
+def _split(image: str) -> tuple[str, str | None]:
+    """``name:tag@sha256:...`` → (``name:tag``, ``sha256:...``); a reference without a digest → (it, None)."""
+    name, at, digest = image.partition("@")
+    return (name, digest) if at else (image, None)
 
 
 def service_progress(service: Obj, tasks: list[Obj]) -> Progress:
@@ -84,7 +87,10 @@ def service_progress(service: Obj, tasks: list[Obj]) -> Progress:
         desired = int(mode["ReplicatedJob"].get("TotalCompletions") or mode["ReplicatedJob"].get("MaxConcurrent") or 1)
     else:
         desired = int(counts.get("DesiredTasks", len({t.get("NodeID") for t in tasks})))
-    images = sorted({t["Spec"]["ContainerSpec"]["Image"] for t in live if t.get("Spec", {}).get("ContainerSpec")})
+    used = Counter(
+        str(t["Spec"]["ContainerSpec"].get("Image", "")) for t in live if t.get("Spec", {}).get("ContainerSpec")
+    )
+    images = sorted(used)
     failures = sorted(
         (t for t in tasks if t["Status"]["State"] in _FAILED_TASK_STATES or t["Status"].get("Err")),
         key=lambda t: t["Status"].get("Timestamp", ""),
@@ -102,7 +108,7 @@ def service_progress(service: Obj, tasks: list[Obj]) -> Progress:
     return Progress(
         desired=desired,
         running=len(live),
-        up_to_date=sum(1 for t in live if _same_template(t, template)),
+        up_to_date=sum(1 for t in live if same_template(t, template)),
         completed=int(counts.get("CompletedTasks", 0)) if is_job else None,
         is_job=is_job,
         update_state=update.get("State"),
@@ -110,5 +116,6 @@ def service_progress(service: Obj, tasks: list[Obj]) -> Progress:
         update_started_at=_time(update.get("StartedAt")),
         update_completed_at=_time(update.get("CompletedAt")),
         image=images[0] if len(images) == 1 else (", ".join(images) if images else None),
+        running_images=tuple((*_split(image), used[image]) for image in images),
         task_error=error,
     )

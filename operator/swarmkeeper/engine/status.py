@@ -22,6 +22,7 @@ from ..api import (
     UpdateProgress,
     ValueStatus,
 )
+from ..api.service import RunningImage
 from ..loading import Manifest
 from ..swarm.build import spec_hash
 from ..swarm.images import digest_of
@@ -132,6 +133,7 @@ def service_status(
         image=p.image,
         # The digest the service is pinned to: name:tag@sha256:... (engine/images.py).
         image_digest=digest_of(svc["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", "")),
+        running_images=[RunningImage(image=i, digest=d, tasks=n) for i, d, n in p.running_images] or None,
         task_error=TaskError(**task_err) if task_err else None,
     )
 
@@ -213,7 +215,7 @@ def _synced(change: Change | None, error: str | None, now: datetime, gen: int | 
 def _pinned(status: ObjectStatus, pin: Pin, generation: int | None, now: datetime) -> None:
     """Whether the registry could say which digest the service's image tag has, this pass."""
     if pin.problem is not None:
-        message = f"the registry could not be asked, so the last pinned digest runs on: {pin.problem}"
+        message = f"the registry gave no digest, so what runs is kept: {pin.problem}"
         status.conditions.append(
             condition(IMAGE_RESOLVED, "False", REGISTRY_ERROR, message, at=now, generation=generation)
         )

@@ -7,8 +7,11 @@ a folder may not lead outside it: a repository must not be able to make swarmkee
 
 The files a spec names (secret and config values, env files) must lie inside the root of its spec
 tree: the folder given, or the nearest folder above it that holds the marker ``.swarmkeeper-root``.
-``import compose`` writes that marker where a stack keeps its files beside the compose file and
-the specs in a folder of their own, so they can name ``../db_pw.txt`` without copying it.
+``import compose`` copies the files a compose file names into ``_files/`` of the specs folder, which
+is never searched for specs (a copied ``prometheus.yml`` is a value, not a spec); only with
+``--keep-file-paths`` does it name the originals and write the marker above the specs instead.
+A marker is not honoured where it would open too much: in the file system's root, or in a folder
+every user may write to (``/tmp``), where anyone could have put it.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from .errors import SpecError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 ROOT_MARKER = ".swarmkeeper-root"
+# Where import puts copies of the files a compose file names; holds values, so never searched for specs.
+VALUES_FOLDER = "_files"
 # Backups (web.yaml~), vim swap files, temporaries; vim probes a folder by writing a file named 4913.
 _EDITOR_SUFFIXES = ("~", ".swp", ".swx", ".tmp")
 _EDITOR_NAMES = frozenset({"4913"})
 
 
 def is_ignored(name: str) -> bool:
-    """Hidden (``.git``, ``.#web.yaml`` of Emacs) or an editor's temporary file."""
-    return name.startswith(".") or name.endswith(_EDITOR_SUFFIXES) or name in _EDITOR_NAMES
+    """Hidden (``.git``, ``.#web.yaml`` of Emacs), an editor's temporary file, or the folder of values."""
+    return name.startswith(".") or name.endswith(_EDITOR_SUFFIXES) or name in _EDITOR_NAMES or name == VALUES_FOLDER
 
 
 def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[SpecError]]:
@@ -74,12 +79,32 @@ def find_spec_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path]], lis
 
 def tree_root(folder: Path) -> Path:
     """The root of the spec tree ``folder`` belongs to: the nearest folder at or above it holding
-    the marker, else ``folder`` itself."""
+    the marker (one ``root_refusal`` accepts), else ``folder`` itself."""
     absolute = Path(os.path.abspath(folder))
-    for candidate in (absolute, *absolute.parents):
-        if os.path.isfile(candidate / ROOT_MARKER):
-            return folder if candidate == absolute else candidate
+    if os.path.isfile(absolute / ROOT_MARKER):
+        return folder
+    for candidate in absolute.parents:
+        if os.path.isfile(candidate / ROOT_MARKER) and root_refusal(candidate) is None:
+            return candidate
     return folder
+
+
+def root_refusal(folder: Path) -> str | None:
+    """Why a marker in ``folder`` is not honoured, or None when it is.
+
+    The root of the file system would let specs read every file on the machine; in a folder every
+    user may write to (``/tmp``, ``/var/tmp``), anyone could have placed the marker.
+    """
+    absolute = Path(os.path.abspath(folder))
+    if absolute == Path(absolute.anchor):
+        return "is the root of the file system: the specs could read any file on the machine"
+    try:
+        mode = os.stat(absolute).st_mode
+    except OSError:
+        return None  # a missing folder holds no marker; writing one reports its own error
+    if mode & stat.S_IWOTH:
+        return "is writable by every user, who could all place the marker there"
+    return None
 
 
 def _walk(folder: Path, errors: list[SpecError]) -> list[Path]:

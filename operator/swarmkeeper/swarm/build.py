@@ -295,6 +295,7 @@ def build_service_spec(
             "Healthcheck": None if spec.healthcheck is None else _healthcheck(spec.healthcheck),
             "ReadOnly": spec.read_only,
             "Init": spec.init,
+            "Isolation": spec.isolation,
             "Secrets": _file_refs(spec.secrets, refs.secrets, "Secret"),
             "Configs": _file_refs(spec.configs, refs.configs, "Config"),
             "CapabilityAdd": list(spec.cap_add) or None,

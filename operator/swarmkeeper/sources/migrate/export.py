@@ -23,6 +23,7 @@ from ...api import API_VERSION, RESOURCE_ADAPTER, SwarmNetwork
 from ...api.units import cpus_to_nano, ns_to_duration
 from ...swarm import labels as L
 from ...swarm.build import build_network_spec
+from ...swarm.images import normalize_image
 from ...swarm.lease import is_lease
 from ...swarm.observe import Obj, SwarmState
 
@@ -295,6 +296,7 @@ _CONTAINER_FIELDS = frozenset(
         "Healthcheck",
         "ReadOnly",
         "Init",
+        "Isolation",
         "Secrets",
         "Configs",
         "CapabilityAdd",
@@ -338,7 +340,13 @@ class _ServiceUnbuilder:
         self.dropped("", self.raw, _SERVICE_FIELDS)
         self.dropped("TaskTemplate.", self.task, _TASK_FIELDS)
         self.dropped("ContainerSpec.", self.container, _CONTAINER_FIELDS)
-        spec: dict[str, Any] = {"image": self.container.get("Image", "")}
+        image = self.container.get("Image", "")
+        written = (self.raw.get("Labels") or {}).get(L.STACK_IMAGE)
+        # docker stack deploy labels a service with its image as the file wrote it (`redis`, for
+        # `redis:latest`); that form builds the same image and the same label again.
+        if self.ident.namespace and isinstance(written, str) and normalize_image(written) == image:
+            image = written
+        spec: dict[str, Any] = {"image": image}
         spec.update(self.process())
         spec.update(self.labels(spec["image"]))
         spec.update(self.mode())
@@ -409,7 +417,13 @@ class _ServiceUnbuilder:
         mounts = [self.mount(m) for m in c.get("Mounts") or []]
         if mounts:
             out["mounts"] = mounts
-        for key, name in (("User", "user"), ("Dir", "workdir"), ("Hostname", "hostname"), ("StopSignal", "stopSignal")):
+        for key, name in (
+            ("User", "user"),
+            ("Dir", "workdir"),
+            ("Hostname", "hostname"),
+            ("StopSignal", "stopSignal"),
+            ("Isolation", "isolation"),
+        ):
             if c.get(key):
                 out[name] = c[key]
         if c.get("StopGracePeriod") is not None:

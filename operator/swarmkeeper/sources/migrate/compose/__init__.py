@@ -8,8 +8,9 @@ volumes carry the stack label. Whatever has no equivalent becomes a comment on t
 note for the user; nothing is dropped silently.
 
 Pure: the caller reads the compose file and chooses the variables. Nothing here reads another file,
-looks at the process environment or talks to an engine. Secret values are never read or copied:
-specs refer to the files the compose file names. Errors name file, line and field, never a value.
+looks at the process environment or talks to an engine. Secret values are not read here: specs
+refer to the files the compose file names (the writer copies them into the specs folder). Errors
+name file, line and field, never a value.
 """
 
 from __future__ import annotations

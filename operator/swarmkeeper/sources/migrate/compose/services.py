@@ -25,7 +25,6 @@ from .result import ImportedObject
 
 # Swarm can do these, but SwarmService has no field for them: docker stack deploy would set them.
 _NO_FIELD = {
-    "isolation": "an isolation technology",
     "credential_spec": "a credential spec",
     "oom_score_adj": "an OOM score adjustment",
     "group_add": "additional groups",
@@ -96,6 +95,7 @@ _SERVICE_KEYS = frozenset(
         "stop_grace_period",
         "stop_signal",
         "init",
+        "isolation",
         "read_only",
         "cap_add",
         "cap_drop",
@@ -127,7 +127,13 @@ _DEPLOY_KEYS = frozenset(
     }
 )
 # Compose keys read as text into the spec key of the same meaning.
-_TEXT_FIELDS = (("user", "user"), ("working_dir", "workdir"), ("hostname", "hostname"), ("stop_signal", "stopSignal"))
+_TEXT_FIELDS = (
+    ("user", "user"),
+    ("working_dir", "workdir"),
+    ("hostname", "hostname"),
+    ("stop_signal", "stopSignal"),
+    ("isolation", "isolation"),
+)
 
 _ENV_NAME = re.compile(r"^[^=]+$")
 
