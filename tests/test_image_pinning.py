@@ -9,6 +9,7 @@ spec the engine is given and keeps, does not depend on that.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -16,20 +17,23 @@ import socket
 import subprocess
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 import requests
 
 from cli_helpers import sk, write_spec
 from controller_helpers import controller, free_port
 from git_helpers import GitRepo, git, sync_process
-from helpers import wait_for
-from registry_fixtures import Registries, build_distinct_image, pull, push
-from swarmkeeper.engine.reconcile import reconcile
+from helpers import running_count, wait_for
+from registry_fixtures import BASE_IMAGE, Registries, build_distinct_image, pull, push
+from swarmkeeper.api import Condition, ObjectStatus
+from swarmkeeper.engine.reconcile import Options, reconcile
 from swarmkeeper.loading import load_paths
 from swarmkeeper.swarm.connect import connect
 
@@ -452,4 +456,279 @@ def test_sync_commits_the_image_that_runs_back_into_git(
         assert "Signed-off-by: Image Bot <bot@example.com>" in log
         # Everything but the image's value is as it was written, comments included.
         assert committed().startswith("# The image line below is kept up to date")
+        assert "Traceback" not in ctl.logs()
+
+
+def login_config(folder: Path, registries: Registries, password: str) -> dict[str, str]:
+    """``DOCKER_CONFIG`` naming a config.json with a login for the TLS registry, as ``docker login``
+    writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = base64.b64encode(f"{registries.user}:{password}".encode()).decode()
+    (folder / "config.json").write_text(json.dumps({"auths": {registries.tls: {"auth": token}}}))
+    return {"DOCKER_CONFIG": str(folder)}
+
+
+def leaks(text: str, registries: Registries) -> bool:
+    """Whether ``text`` holds the TLS registry's password, plainly or as a config.json/header token."""
+    token = base64.b64encode(f"{registries.user}:{registries.password}".encode()).decode()
+    return registries.password in text or token in text
+
+
+def image_condition(status: ObjectStatus) -> Condition:
+    return next(c for c in status.conditions if c.type == "ImageResolved")
+
+
+def test_two_hundred_services_ask_the_registry_once_per_image_per_interval(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    digests: dict[str, str] = {}
+    for tag in ("a", "b", "c", "d"):
+        image = build_distinct_image(docker_api)
+        scratch_images.append(image)
+        digests[tag] = push(docker_api, image, repository, tag)
+    tags = sorted(digests)
+    # No replicas: what is under test is the pin in each service's spec, not its tasks.
+    documents = [
+        f"""
+        apiVersion: swarmkeeper.io/v1alpha1
+        kind: SwarmService
+        metadata: {{name: s{i}, namespace: {namespace}}}
+        spec:
+          image: {repository}:{tags[i % len(tags)]}
+          replicas: 0
+          command: [sleep, "1d"]
+        """
+        for i in range(200)
+    ]
+    write_spec(specs_dir, "many.yaml", "---\n".join(textwrap.dedent(d).lstrip() for d in documents))
+    manifests = load_paths([specs_dir]).manifests
+    assert len(manifests) == 200
+    client = connect()
+
+    def distribution_calls() -> Counter[str]:
+        return Counter({path: n for (_, path), n in client.calls.items() if path.startswith("/distribution")})
+
+    first = reconcile(client, manifests, Options(status=False))
+    assert first.ok and len(first.plan.steps) == 200, first.errors
+    asked = distribution_calls()
+    # 200 services, four images: four requests, one per image.
+    assert sum(asked.values()) == 4 and all(n == 1 for n in asked.values()), asked
+    running = docker_api.services(filters={"label": f"com.docker.stack.namespace={namespace}"})
+    assert len(running) == 200
+    for svc in running:
+        i = int(svc["Spec"]["Name"].removeprefix(f"{namespace}_s"))
+        tag = tags[i % len(tags)]
+        assert svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == f"{repository}:{tag}@{digests[tag]}"
+    for _ in range(3):  # passes within the interval ask nothing
+        client.calls.clear()
+        again = reconcile(client, manifests, Options(status=False))
+        assert again.plan.empty and not distribution_calls(), client.calls
+    # Once the interval is over, each image is asked again, once.
+    client.calls.clear()
+    later = reconcile(client, manifests, Options(status=False, image_interval=0))
+    assert later.plan.empty and sum(distribution_calls().values()) == 4, client.calls
+
+
+def test_a_tag_deleted_after_the_pin_keeps_the_last_digest_and_says_why(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    service(specs_dir, namespace, f"{repository}:1")
+    assert sk("apply", specs_dir).code == 0
+    name = f"{namespace}_app"
+    assert live_image(docker_api, name) == f"{repository}:1@{first}"
+    version = docker_api.inspect_service(name)["Version"]["Index"]
+    # The manifest deleted from the registry (the distribution API; its tags go with it).
+    deleted = requests.delete(f"http://{registries.plain}/v2/sk/{namespace}/manifests/{first}", timeout=10)
+    assert deleted.status_code == 202, deleted.text
+    assert registries.manifest_digest(registries.plain, f"sk/{namespace}", "1") is None
+
+    res = sk("apply", specs_dir, "-vv")
+    assert res.code == 0 and "Traceback" not in res.output, res.output
+    manifests = load_paths([specs_dir]).manifests
+    outcome = reconcile(connect(), manifests)
+    assert outcome.ok and outcome.plan.empty, [s.describe() for s in outcome.plan.steps]
+    assert live_image(docker_api, name) == f"{repository}:1@{first}"
+    assert docker_api.inspect_service(name)["Version"]["Index"] == version
+    resolved = image_condition(outcome.statuses[manifests[0].key])
+    assert resolved.status == "False" and resolved.reason == "RegistryError"
+    assert f"{repository}:1: manifest unknown" in resolved.message, resolved.message
+
+
+def test_a_refused_login_keeps_the_pinned_digest_and_shows_no_password(
+    docker_api: docker.APIClient,
+    isolated_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    tmp_path: Path,
+    scratch_images: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repository = f"{registries.tls}/sk/{namespace}"
+    image = build_distinct_image(docker_api)
+    scratch_images.append(image)
+    digest = push(isolated_api, image, repository, "1", auth=registries.auth())
+    pull(isolated_api, repository, "1", auth=registries.auth())
+    service(specs_dir, namespace, f"{repository}:1")
+    name = f"{namespace}_app"
+    # Applied as the controller below's source, so that it may write the status of the service.
+    right = login_config(tmp_path / "right", registries, registries.password)
+    res = sk("apply", specs_dir, "--source", namespace, env=right)
+    assert res.code == 0, res.output
+    assert live_image(docker_api, name) == f"{repository}:1@{digest}"
+    version = docker_api.inspect_service(name)["Version"]["Index"]
+
+    wrong = login_config(tmp_path / "wrong", registries, "not-the-" + registries.password)
+    res = sk("apply", specs_dir, "--source", namespace, "-vv", env=wrong)  # debug logging too
+    assert res.code == 0 and "Traceback" not in res.output, res.output
+    assert live_image(docker_api, name) == f"{repository}:1@{digest}"
+    assert docker_api.inspect_service(name)["Version"]["Index"] == version
+    shown = sk("get", "services", "-n", namespace, "-o", "yaml", env=wrong)
+    assert shown.code == 0, shown.output
+    # The status a controller writes back into the spec file says why, without the password.
+    monkeypatch.setenv("DOCKER_CONFIG", wrong["DOCKER_CONFIG"])
+    with controller(specs_dir, namespace, "--image-interval", "1s") as ctl:
+        wait_for(
+            lambda: "RegistryError" in (specs_dir / "app.yaml").read_text(),
+            timeout=30,
+            message="the status names the registry's error",
+        )
+        logs = ctl.logs()
+    written = (specs_dir / "app.yaml").read_text()
+    assert "type: ImageResolved" in written and "status: 'False'" in written, written
+    assert "unauthorized" in written.lower() or "authentication required" in written.lower(), written
+    assert live_image(docker_api, name) == f"{repository}:1@{digest}"
+    assert docker_api.inspect_service(name)["Version"]["Index"] == version
+    assert "Traceback" not in logs
+    for text in (res.output, shown.output, written, logs):
+        assert not leaks(text, registries), "the registry password leaks"
+
+
+def test_an_image_no_registry_knows_runs_by_its_tag_with_one_warning(
+    docker_api: docker.APIClient, namespace: str, specs_dir: Path
+) -> None:
+    image = f"local/{namespace}:1"  # only in the local engine, under a name no other test warns about
+    docker_api.tag(BASE_IMAGE, f"local/{namespace}", "1")
+    name = f"{namespace}_app"
+    service(specs_dir, namespace, image)
+    try:
+        with controller(specs_dir, namespace, "--image-interval", "1s") as ctl:
+            wait_for(lambda: running_count(docker_api, name) == 1, timeout=60, message=f"{name} running")
+            assert live_image(docker_api, name) == image
+            # Passes go on asking the registry every interval; the warning is said once all the same.
+            passes = ctl.metric("swarmkeeper_reconcile_total")
+            wait_for(lambda: ctl.metric("swarmkeeper_reconcile_total") >= passes + 3, timeout=30, message="passes")
+            logs = ctl.logs()
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_api.remove_image(image)  # the tag only: busybox keeps the image
+    warning = f"image {image} could not be pinned to a registry digest ("
+    lines = [line for line in logs.splitlines() if warning in line]
+    assert len(lines) == 1, logs
+    assert "WARNING" in lines[0] and f"each node uses its own {image}, which may differ between nodes" in lines[0]
+    assert live_image(docker_api, name) == image
+
+
+def test_a_semver_range_lists_the_tags_of_a_tls_registry_with_its_login(
+    docker_api: docker.APIClient,
+    isolated_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    specs_dir: Path,
+    tmp_path: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.tls}/sk/{namespace}"
+    digests = {}
+    for tag in ("1.0.0", "1.1.0", "2.0.0"):
+        image = build_distinct_image(docker_api)
+        scratch_images.append(image)
+        digests[tag] = push(isolated_api, image, repository, tag, auth=registries.auth())
+    service(specs_dir, namespace, f"{repository}:1.0.0")
+    (specs_dir / "app.yaml").write_text((specs_dir / "app.yaml").read_text() + '  imagePolicy: {semver: ">=1 <2"}\n')
+    name = f"{namespace}_app"
+    # Without the login the registry lists nothing: the image runs as written, and the refusal is said.
+    res = sk("apply", specs_dir, "-vv", env={"DOCKER_CONFIG": str(tmp_path / "no-login")})
+    assert res.code == 0, res.output
+    assert live_image(docker_api, name) == f"{repository}:1.0.0"
+    manifests = load_paths([specs_dir]).manifests
+    wrong = login_config(tmp_path / "wrong", registries, "not-the-" + registries.password)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DOCKER_CONFIG", wrong["DOCKER_CONFIG"])
+        refused = reconcile(connect(), manifests)
+    assert refused.plan.empty, [s.describe() for s in refused.plan.steps]
+    condition = image_condition(refused.statuses[manifests[0].key])
+    assert condition.status == "False", condition
+    assert f"list the tags of {repository}: the login was refused" in condition.message, condition
+    # With it: the tags are listed over TLS (verified against the test CA) and the highest in range runs.
+    right = login_config(tmp_path / "right", registries, registries.password)
+    res = sk("apply", specs_dir, "-vv", env=right)
+    assert res.code == 0, res.output
+    assert live_image(docker_api, name) == f"{repository}:1.1.0@{digests['1.1.0']}"
+    for text in (res.output, str(condition)):
+        assert not leaks(text, registries), "the registry password leaks"
+
+
+def test_sync_commits_the_image_to_the_image_branch_and_leaves_the_tracked_one(
+    docker_api: docker.APIClient,
+    registries: Registries,
+    namespace: str,
+    tmp_path: Path,
+    scratch_images: list[str],
+) -> None:
+    repository = f"{registries.plain}/sk/{namespace}"
+    first = push_new(docker_api, repository, scratch_images)
+    repo = GitRepo(tmp_path / "repo")
+    repo.write(
+        "specs/app.yaml",
+        f"""
+        apiVersion: swarmkeeper.io/v1alpha1
+        kind: SwarmService
+        metadata: {{name: app, namespace: {namespace}}}
+        spec:
+          image: {repository}:1
+          imagePolicy: {{}}
+          command: [sleep, "1d"]
+          stopGracePeriod: 1s
+        """,
+    )
+    repo.write("README.md", "not a spec\n")
+    tracked = repo.commit("app: follow tag 1")  # the image branch does not exist yet: sync starts it here
+    name = f"{namespace}_app"
+    args: list[str | Path] = ["--repo", repo.origin, "--path", "specs", "--name", f"{namespace}-git"]
+    args += ["--cache-dir", tmp_path / "cache", "--interval", "1s", "--image-interval", "1s"]
+    args += ["--write-images", "--image-branch", "images", "--git-author", "Image Bot <bot@example.com>"]
+
+    def at(branch: str) -> str:
+        return git("show", f"{branch}:specs/app.yaml", cwd=repo.origin)
+
+    with sync_process(*args, log=tmp_path / "sync.log") as ctl:
+        wait_for(lambda: f"image: {repository}:1@{first}\n" in at("images"), timeout=60, message="first pin")
+        assert live_image(docker_api, name) == f"{repository}:1@{first}"
+        second = push_new(docker_api, repository, scratch_images)
+        wait_for(lambda: f"image: {repository}:1@{second}\n" in at("images"), timeout=60, message="second pin")
+        wait_for(lambda: live_image(docker_api, name) == f"{repository}:1@{second}", timeout=30)
+        log = git("log", "-1", "--format=%an <%ae>%n%B", "images", cwd=repo.origin)
+        assert "Image Bot <bot@example.com>" in log
+        assert f"SwarmService {namespace}/app: {repository}:1 -> {repository}:1@{second}" in log, log
+        # The image branch grows on top of the tracked commit, one commit per pin; the tracked branch,
+        # the one applied, is as it was written.
+        assert git("rev-parse", "images~2", cwd=repo.origin) == tracked
+        assert git("rev-parse", "main", cwd=repo.origin) == tracked
+        assert f"image: {repository}:1\n" in at("main")
+        assert git("show", "images:README.md", cwd=repo.origin).strip() == "not a spec"  # the whole tree
+        # Only the image line differs.
+        before, after = at("main").splitlines(), at("images").splitlines()
+        assert [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [4]
         assert "Traceback" not in ctl.logs()

@@ -6,6 +6,11 @@ JSON logging with status written inline and into ``.status/``, invalid specs who
 the value — and then searched for in everything those paths produced: outputs, logs, status blocks,
 status files, metrics, and the labels and specs of every object in the swarm. It must be found 0
 times; and it must be found in the running service, so the search is not vacuous.
+
+A registry password is a canary too: the TLS test registry's login, from the docker client config
+and from a SwarmCluster's ``engine.registryAuthFile``, right and refused (a wrong password, whose
+error is reported), searched for as it is and as the base64 ``user:password`` of a config.json.
+It must be found 0 times; and the images it pins prove it was used.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ruamel.yaml import YAML
 from cli_helpers import write_spec
 from controller_helpers import controller, wait_until_idle
 from helpers import exec_in_service, wait_for
+from registry_fixtures import Registries, build_distinct_image, pull, push
 
 SWARMKEEPER = Path(sys.executable).parent / "swarmkeeper"
 ENV_VARIABLE = "SWARMKEEPER_CANARY_VALUE"
@@ -73,6 +79,32 @@ spec:
     - source: inline
     - source: encoded
     - source: from-env
+---
+apiVersion: swarmkeeper.io/v1alpha1
+kind: SwarmService
+metadata: {{name: private, namespace: {ns}}}
+spec:
+  image: {private}
+  command: ["sleep", "3600"]
+  stopGracePeriod: 1s
+"""
+
+# The registry login comes from the SwarmCluster's file alone (the docker config has none for it).
+VIA_CLUSTER = """\
+apiVersion: swarmkeeper.io/v1alpha1
+kind: SwarmCluster
+metadata: {{name: here}}
+spec:
+  engine: {{host: "unix:///var/run/docker.sock", registryAuthFile: logins/config.json}}
+---
+apiVersion: swarmkeeper.io/v1alpha1
+kind: SwarmService
+metadata: {{name: via-cluster, namespace: {ns}}}
+spec:
+  cluster: here
+  image: {private}
+  command: ["sleep", "3600"]
+  stopGracePeriod: 1s
 """
 
 # Invalid specs whose errors are about the very lines that hold the value.
@@ -247,6 +279,19 @@ def canary(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield value
 
 
+def docker_login(folder: Path, registries: Registries, password: str) -> str:
+    """A docker client config.json in ``folder`` with a login for the TLS registry, as ``docker
+    login`` writes it; returns the base64 ``user:password`` it holds."""
+    token = base64.b64encode(f"{registries.user}:{password}".encode()).decode()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"auths": {registries.tls: {"auth": token}}}))
+    return token
+
+
+def live_image(api: docker.APIClient, name: str) -> str:
+    return str(api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
+
+
 def test_a_secret_value_is_never_seen_outside_the_secret_store(
     docker_api: docker.APIClient,
     local_image: str,
@@ -254,14 +299,35 @@ def test_a_secret_value_is_never_seen_outside_the_secret_store(
     specs_dir: Path,
     tmp_path: Path,
     canary: str,
+    registries: Registries,
+    isolated_api: docker.APIClient,
+    scratch_images: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen = Seen({})
     src = ("--source", namespace)
     encoded = base64.b64encode(f"{canary}-encoded".encode()).decode()
+    # A private image in the TLS registry, pulled so the test engine can run it.
+    private = f"{registries.tls}/sk/{namespace}"
+    built = build_distinct_image(docker_api)
+    scratch_images.append(built)
+    digest = push(isolated_api, built, private, "1", auth=registries.auth())
+    pull(isolated_api, private, "1", auth=registries.auth())
+    wrong = f"not-the-{registries.password}-{uuid.uuid4().hex[:8]}"
+    docker_config = tmp_path / "docker-config"  # outside the specs: every process below logs in with it
+    tokens = [docker_login(docker_config, registries, registries.password)]
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     write_spec(
         specs_dir,
         "app.yaml",
-        SPECS.format(ns=namespace, image=local_image, canary=canary, encoded=encoded, env=ENV_VARIABLE),
+        SPECS.format(
+            ns=namespace,
+            image=local_image,
+            canary=canary,
+            encoded=encoded,
+            env=ENV_VARIABLE,
+            private=f"{private}:1",
+        ),
     )
     (specs_dir / "token.txt").write_text(f"{canary}-file")
 
@@ -276,6 +342,7 @@ def test_a_secret_value_is_never_seen_outside_the_secret_store(
     run("apply --dry-run -vv", "apply", specs_dir, "--dry-run", "-vv", *src)
     run("apply --wait -vv", "apply", specs_dir, "--wait", "--timeout", "120s", "-vv", *src)
     run("diff -vv (no changes)", "diff", specs_dir, "-vv", *src)
+    assert live_image(docker_api, f"{namespace}_private") == f"{private}:1@{digest}"  # the login was used
     for output in ("table", "wide", "yaml", "json"):
         run(f"get -o {output} -vv", "get", "-o", output, "-vv")
         run(f"get secrets -o {output}", "get", "secrets", "-n", namespace, "-o", output)
@@ -358,6 +425,37 @@ def test_a_secret_value_is_never_seen_outside_the_secret_store(
     seen.add("watch --status file: status blocks (must be none)", status_blocks(specs_dir))
     seen.add("watch --status file: .status/ tree at the end", tree_text(specs_dir / ".status"))
 
+    # a refused registry login: the pinned digest runs on, and the registry's error is reported
+    tokens.append(docker_login(docker_config, registries, wrong))
+    run("apply -vv, login refused", "apply", specs_dir, "-vv", *src)
+    run("diff -vv, login refused", "diff", specs_dir, "-vv", *src, ok=(0, 1))
+    run("get -o yaml -vv, login refused", "get", "-o", "yaml", "-vv")
+    with controller(specs_dir, namespace, "--image-interval", "1s", log=tmp_path / "watch-refused.log") as ctl:
+        wait_for(
+            lambda: "RegistryError" in status_blocks(specs_dir),
+            timeout=60,
+            message="the refused login was not reported in status",
+        )
+        wait_until_idle(ctl)
+        seen.add("watch, login refused: status blocks (inline)", status_blocks(specs_dir))
+        seen.add("watch, login refused: metrics", requests.get(f"http://127.0.0.1:{ctl.port}/metrics", timeout=5).text)
+    seen.add("watch, login refused: text log -vv", ctl.logs())
+    assert live_image(docker_api, f"{namespace}_private") == f"{private}:1@{digest}"
+    tokens.append(docker_login(docker_config, registries, registries.password))
+
+    # a SwarmCluster's registryAuthFile, refused then right, with a docker config that has no login
+    via = tmp_path / "via-cluster"
+    write_spec(via, "app.yaml", VIA_CLUSTER.format(ns=namespace, private=f"{private}:1"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    tokens.append(docker_login(via / "logins", registries, wrong))
+    run("registryAuthFile refused: apply -vv", "apply", via, "-vv", *src)
+    run("registryAuthFile refused: diff -vv", "diff", via, "-vv", *src, ok=(0, 1))
+    tokens.append(docker_login(via / "logins", registries, registries.password))
+    run("registryAuthFile: apply --wait -vv", "apply", via, "--wait", "--timeout", "120s", "-vv", *src)
+    run("registryAuthFile: diff -vv", "diff", via, "-vv", *src)
+    run("registryAuthFile: get -o json -vv", "get", "-o", "json", "-vv", "--cluster", "here", "-f", via)
+    assert live_image(docker_api, f"{namespace}_via-cluster") == f"{private}:1@{digest}"
+
     # the swarm itself, and what is left on disk besides the specs and the value file
     for where, text in swarm_text(docker_api, namespace).items():
         seen.add(where, text)
@@ -375,3 +473,10 @@ def test_a_secret_value_is_never_seen_outside_the_secret_store(
     assert "spec.keepVersions" in seen.texts["watch: text log -vv"]  # the error is there, the value is not
     assert seen.places(canary) == [], f"the secret value was found in: {seen.places(canary)}"
     assert seen.places(encoded) == [], f"the base64 value was found in: {seen.places(encoded)}"
+    # the registry passwords, as they are and as a config.json holds them (messages name no value)
+    assert "RegistryError" in seen.texts["watch, login refused: status blocks (inline)"]
+    assert registries.tls in seen.texts["watch, login refused: status blocks (inline)"]
+    for name, needle in (("the registry password", registries.password), ("the refused password", wrong)):
+        assert seen.places(needle) == [], f"{name} was found in: {seen.places(needle)}"
+    for token in tokens:
+        assert seen.places(token) == [], f"a base64 registry login was found in: {seen.places(token)}"

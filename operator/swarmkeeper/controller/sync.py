@@ -282,7 +282,12 @@ class GitLoopSource:
         same_branch = images.branch is None or branch == self.git.ref.removeprefix("refs/heads/")
         try:
             sha = self.git.commit_files(
-                branch, files, message, author=images.author, parent_must_be=good if same_branch else None
+                branch,
+                files,
+                message,
+                author=images.author,
+                parent_must_be=good if same_branch else None,
+                start_at=good,
             )
         except GitError as exc:
             log.error("%s: cannot commit images to %s: %s", self.name, branch, exc)

@@ -239,10 +239,13 @@ class GitSource:
         *,
         author: str = DEFAULT_AUTHOR,
         parent_must_be: str | None = None,
+        start_at: str | None = None,
     ) -> str | None:
         """Commit ``files`` (paths in the repository → content) on top of ``branch`` as the remote has
         it, and push. Returns the new commit; None when nothing changed, or when ``parent_must_be``
-        is given and the branch is elsewhere (someone pushed meanwhile: the caller tries again later)."""
+        is given and the branch is elsewhere (someone pushed meanwhile: the caller tries again later).
+        A branch the remote does not have yet starts at ``start_at`` (a local commit), so it holds
+        the whole tree, not only ``files``."""
         from dulwich.objects import Blob, ObjectID, Tree
         from dulwich.objects import Commit as GitCommit
 
@@ -262,6 +265,8 @@ class GitSource:
                 raise GitError(f"cannot fetch {branch!r} of {self.display}: {self._describe(exc)}") from None
             if parent_must_be is not None and (parent or b"").decode() != parent_must_be:
                 return None
+            if parent is None and start_at is not None:
+                parent = start_at.encode()
             store = self.repo.object_store
             old_tree: bytes | None = None
             if parent is not None:

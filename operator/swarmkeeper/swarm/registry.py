@@ -22,7 +22,12 @@ from .errors import EngineError, call
 def resolve_digest(client: EngineClient, image: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The digest (``sha256:...``) that ``image`` names in its registry, and the platforms
     (architecture, os) it is built for; EngineError otherwise."""
-    result = call(lambda: client.inspect_distribution(image))
+    try:
+        result = call(lambda: client.inspect_distribution(image))
+    except EngineError as exc:
+        # The engine passes on the registry's words, which need not name the image ("manifest
+        # unknown"), and a status condition or log line must say which one.
+        raise EngineError(f"resolve image {image}: {exc}", exc.status) from None
     digest = (result.get("Descriptor") or {}).get("digest")  # an OCI descriptor: lower-case keys
     if not isinstance(digest, str) or not digest.startswith("sha256:"):
         raise EngineError(f"resolve image {image}: the registry gave no digest")
@@ -75,39 +80,39 @@ def _get(host: str, path: str, login: tuple[str, str] | None, name: str) -> requ
     last: Exception | None = None
     for scheme in schemes:
         try:
-            return _authorized(f"{scheme}://{host}{path}", login, name, verify)
+            return _authorized(f"{scheme}://{host}{path}", login, host, name, verify)
         except requests.exceptions.ConnectionError as exc:  # SSLError included: plain HTTP next
             last = exc
     raise EngineError(f"list the tags of {host}/{name}: the registry does not answer ({type(last).__name__})")
 
 
-def _authorized(url: str, login: tuple[str, str] | None, name: str, verify: bool | str) -> requests.Response:
+def _authorized(url: str, login: tuple[str, str] | None, host: str, name: str, verify: bool | str) -> requests.Response:
     response = requests.get(url, timeout=10, verify=verify)
     if response.status_code == 401:
         challenge = response.headers.get("WWW-Authenticate", "")
         if challenge.lower().startswith("bearer"):
-            token = _token(challenge, login, name, verify)
+            token = _token(challenge, login, host, name, verify)
             response = requests.get(url, timeout=10, verify=verify, headers={"Authorization": f"Bearer {token}"})
         elif login is not None:
             response = requests.get(url, timeout=10, verify=verify, auth=login)
     if response.status_code != 200:
         reason = "the login was refused" if response.status_code in (401, 403) else f"HTTP {response.status_code}"
-        raise EngineError(f"list the tags of {name}: {reason}", status=response.status_code)
+        raise EngineError(f"list the tags of {host}/{name}: {reason}", status=response.status_code)
     return response
 
 
-def _token(challenge: str, login: tuple[str, str] | None, name: str, verify: bool | str) -> str:
+def _token(challenge: str, login: tuple[str, str] | None, host: str, name: str, verify: bool | str) -> str:
     """A bearer token by the registry's token flow (Docker Hub, GHCR, ...), for pulling ``name``."""
     fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
     realm = fields.pop("realm", "")
     fields.setdefault("scope", f"repository:{name}:pull")
     if not realm.startswith(("https://", "http://")):
-        raise EngineError(f"list the tags of {name}: the registry asks for a token without a realm")
+        raise EngineError(f"list the tags of {host}/{name}: the registry asks for a token without a realm")
     response = requests.get(realm, params=fields, auth=login, timeout=10, verify=verify)
     if response.status_code != 200:
-        raise EngineError(f"list the tags of {name}: the token service refused (HTTP {response.status_code})")
+        raise EngineError(f"list the tags of {host}/{name}: the token service refused (HTTP {response.status_code})")
     body = response.json()
     token = body.get("token") or body.get("access_token")
     if not isinstance(token, str):
-        raise EngineError(f"list the tags of {name}: the token service gave no token")
+        raise EngineError(f"list the tags of {host}/{name}: the token service gave no token")
     return token
