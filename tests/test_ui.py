@@ -311,8 +311,36 @@ def test_page_follows_the_swarm_live(docker_api: docker.APIClient, dash: Dash, b
     keys.send_keys(Keys.ENTER).perform()  # open the row's details
     wait_for(lambda: _count(browser, "tr.detail"), timeout=5, message="no details row")
     assert _focused(browser) == focused[-1]
+    # Readable: every text on the page (tables, conditions, task states, errors, header) has a
+    # contrast of at least 4.5:1 against what is behind it (WCAG AA for normal text).
+    worst = browser.execute_script(CONTRAST_JS)
+    assert worst["checked"] > 50 and worst["ratio"] >= 4.5, worst
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
+
+
+# The lowest contrast between a text's colour and the first opaque background behind it.
+CONTRAST_JS = """
+const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => [r, g, b]
+  .map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+  .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+const behind = (e) => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+  if (c.length === 3 || c[3] > 0) return c.slice(0, 3); } return [255, 255, 255]; };
+let worst = { ratio: 21, text: "", checked: 0 };
+for (const e of document.querySelectorAll("body *")) {
+  if (!e.offsetParent && e.tagName !== "BODY") continue;
+  const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own) continue;
+  const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(behind(e))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  worst.checked++;
+  if (ratio < worst.ratio) {
+    worst = { ratio, text: e.textContent.slice(0, 60), checked: worst.checked, tag: e.tagName, cls: e.className };
+  }
+}
+return worst;
+"""
 
 
 def test_token_auth(tmp_path: Path) -> None:

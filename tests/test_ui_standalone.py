@@ -1,5 +1,5 @@
-"""``swarmkeeper ui``: the dashboard alone, read-only, against the real engine; and the Git door's
-revisions on the dashboard of ``sync --ui-addr``.
+"""``swarmkeeper ui``: the dashboard alone, read-only, against the real engine; the Git door's
+revisions on the dashboard of ``sync --ui-addr``; every namespace on the operator's.
 
 Without a path it shows what runs in the swarm from every source and what no source manages; with
 a specs folder, the plan of those specs, never applied; it writes nothing, not even status.
@@ -21,7 +21,11 @@ import requests
 from cli_helpers import sk, write_spec
 from controller_helpers import SWARMKEEPER, free_port
 from git_helpers import GitRepo, sync_process
-from helpers import running_count, wait_for
+from helpers import cleanup_namespace, running_count, wait_for
+from kube_fixtures import Kube, operator, release_custom_resources
+from swarmkeeper.api import Key
+from swarmkeeper.api.cluster import NodeStatus, SwarmClusterStatus
+from swarmkeeper.controller.ui.state import cluster_nodes
 from test_git_sync import service_spec, sync_args
 
 SPEC = """\
@@ -157,3 +161,48 @@ def test_sync_dashboard_shows_the_revisions_of_the_git_door(
         )
         assert data["origin"]["applied"] == first
         assert any("specs/web.yaml" in e and "replicas" in e for e in data["spec_errors"]), data["spec_errors"]
+
+
+def test_operator_dashboard_shows_every_namespace_it_serves(
+    kube: Kube, kube_namespace: str, docker_api: docker.APIClient, local_image: str, tmp_path: Path
+) -> None:
+    first, second = kube_namespace, f"{kube_namespace}-b"
+    kube.kubectl("create", "namespace", second)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for ns in (first, second):
+            kube.apply(SPEC.format(ns=ns, image=local_image, replicas=1))
+        with operator(kube, first, tmp_path / "operator.log", "-n", second, "--ui-addr", f"127.0.0.1:{port}"):
+
+            def both() -> list[dict[str, Any]] | None:
+                data = state(url)
+                shown = [o for o in (find(data, ns, "web") for ns in (first, second)) if o and o["ready"] == "1/1"]
+                return shown if len(shown) == 2 else None
+
+            shown = wait_for(both, timeout=90, message="not both at 1/1")
+            assert all(o["in_specs"] for o in shown)
+            scopes = {p["scope"] for p in state(url)["passes"]}
+            assert {first, second} <= scopes, scopes
+    finally:
+        release_custom_resources(kube, second)
+        kube.kubectl("delete", "namespace", second, "--wait=false", check=False)
+        cleanup_namespace(docker_api, second)
+
+
+def test_cluster_nodes_come_from_each_swarm_cluster_status() -> None:
+    """Nodes of engines reached over TLS or ssh are on the page as their SwarmCluster's status has them."""
+    status = SwarmClusterStatus(
+        leader="m1",
+        nodes=[
+            NodeStatus(name="m1", hostname="m1", role="manager", state="ready", leader=True, reachability="reachable"),
+            NodeStatus(name="w1", state="unreachable", message="tls: bad certificate"),
+        ],
+        unknown_nodes=[NodeStatus(name="stray", role="worker", state="ready")],
+    )
+    (cluster,) = cluster_nodes({Key("SwarmCluster", None, "prod"): status, Key("SwarmService", "ns", "web"): status})
+    assert cluster["name"] == "prod" and cluster["leader"] == "m1"
+    by_name = {n["name"]: n for n in cluster["nodes"]}
+    assert by_name["m1"]["leader"] and by_name["m1"]["reachability"] == "reachable"
+    assert by_name["w1"]["state"] == "unreachable" and by_name["w1"]["message"] == "tls: bad certificate"
+    assert by_name["stray"]["unknown"] and not by_name["m1"]["unknown"]

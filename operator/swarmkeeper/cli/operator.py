@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .common import EXIT_INVALID, fail, setup_logging
+from .ui import UiAddr, UiTokenFile, ui_token
 
 
 def register(app: typer.Typer) -> None:
@@ -56,6 +57,15 @@ def operator(
             "as a pod's imagePullSecrets; used to pin images and sent so every node can pull.",
         ),
     ] = None,
+    image_interval: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="How often registries are asked for the digest of each followed tag (resolveImage: always).",
+        ),
+    ] = "1m",
+    ui_addr: UiAddr = None,
+    ui_token_file: UiTokenFile = None,
     log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")] = 0,
 ) -> None:
@@ -72,8 +82,15 @@ def operator(
         ttl_s = duration_to_ns(lease_ttl) / 1e9
     except ValueError as exc:
         fail(str(exc), EXIT_INVALID)
+    try:
+        image_s = duration_to_ns(image_interval) / 1e9
+    except ValueError as exc:
+        fail(f"--image-interval: {exc}", EXIT_INVALID)
+    if image_s < 0.1:
+        fail("--image-interval must be at least 0.1s", EXIT_INVALID)
     if resync_s < 1 or ttl_s < 3:
         fail("--resync must be at least 1s and --lease-ttl at least 3s", EXIT_INVALID)
+    token = ui_token(ui_addr, ui_token_file)
     setup_logging(max(verbose, 1), log_format)
     _quiet_libraries(verbose)
 
@@ -89,6 +106,9 @@ def operator(
         lease_name=lease_name,
         lease_ttl=ttl_s,
         registry_secret=registry_auth_secret,
+        image_interval=image_s,
+        ui_addr=ui_addr,
+        ui_token=token,
     )
     raise typer.Exit(run_operator(options))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.conditions import READY, condition, merge
+from ..engine.images import RESOLVE_INTERVAL, follows_tags
 from ..engine.run import Clients, ObjectChange, Options, PassOutcome, run_delete, run_pass
 from ..engine.status import merge_status
 from ..sources.kubernetes import (
@@ -36,6 +37,7 @@ from ..sources.kubernetes import (
 )
 from .metrics import Metrics
 from .notify import Notifier
+from .ui import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class PassResult:
     engine_ok: bool = True
     requeue: bool = False  # work left for a later pass (a dependency still converging, an engine away)
     changed: int = 0
+    follows_tags: bool = False  # some service runs whatever digest its tag has now: ask registries again
 
 
 @dataclass
@@ -59,11 +62,18 @@ class _Memory:
 
 class NamespaceReconciler:
     def __init__(
-        self, kube: KubeApi, metrics: Metrics, host: str | None = None, registry_secret: str | None = None
+        self,
+        kube: KubeApi,
+        metrics: Metrics,
+        host: str | None = None,
+        registry_secret: str | None = None,
+        *,
+        image_interval: float = RESOLVE_INTERVAL,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
         self.host = host
+        self.image_interval = image_interval  # a registry's answer on a tag's digest is kept this long
         self.registry_secret = registry_secret  # the Secret (dockerconfigjson) with each namespace's registry logins
         self._login_problems: dict[str, str] = {}  # namespace → what is wrong with its Secret, said once
         self._clients: dict[str, Clients] = {}  # per namespace: a namespace's pass is their only user
@@ -72,6 +82,7 @@ class NamespaceReconciler:
         self._lock = threading.Lock()  # for the shared dicts above; passes of different namespaces overlap
         self.engine_ok = False
         self.notifier = Notifier(metrics.controller, metrics)  # each namespace's SwarmAlerts, its own events
+        self.dashboard: Dashboard | None = None  # --ui-addr: every namespace's last pass, on one page
 
     def _clients_of(self, namespace: str) -> Clients:
         with self._lock:
@@ -93,7 +104,7 @@ class NamespaceReconciler:
         clients = self._clients_of(namespace)
         if self.registry_secret:
             clients.use_registry_logins(self._registry_logins(namespace, self.registry_secret))
-        options = Options(source=source_name(namespace), dependency_timeout=0.0)
+        options = Options(source=source_name(namespace), dependency_timeout=0.0, image_interval=self.image_interval)
         outcome = run_pass(specs.manifests, clients, options, empty_pass=False)
         outcome.spec_errors = [e for problem in specs.problems.values() for e in problem.errors]
         for t in outcome.targets:
@@ -105,6 +116,8 @@ class NamespaceReconciler:
         self._publish_problems(specs)
         self._publish_clusters(specs, outcome)
         self.notifier.observe(specs.manifests, outcome, source=source_name(namespace), scope=namespace)
+        if self.dashboard is not None:
+            self.dashboard.publish(specs.manifests, outcome, scope=namespace)  # never waits
         with self._lock:
             if outcome.engine_ok:
                 self._owned[namespace] = outcome.owned_counts(source_name(namespace))
@@ -115,7 +128,12 @@ class NamespaceReconciler:
         self.metrics.record_pass(outcome, clients.take_calls(), managed=managed)
         changed = len(outcome.applied)
         log.debug("namespace %s: pass took %.0f ms, %d change(s)", namespace, outcome.duration * 1000, changed)
-        return PassResult(engine_ok=outcome.engine_ok, requeue=outcome.requeue, changed=changed)
+        return PassResult(
+            engine_ok=outcome.engine_ok,
+            requeue=outcome.requeue,
+            changed=changed,
+            follows_tags=follows_tags(specs.manifests),
+        )
 
     def _registry_logins(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The namespace's registry logins: its Secret ``name`` of type kubernetes.io/dockerconfigjson,

@@ -10,8 +10,9 @@ block the event loop: passes run in worker threads.
 
 Triggers: a CR created, updated or resumed; the resync timer of any CR; a change of a Secret or
 ConfigMap that a SwarmSecret/SwarmConfig refers to; the Docker events stream (a task died, someone
-changed a service by hand). Deleting a CR goes through a finalizer that removes its swarm objects
-(unless it carries ``swarmkeeper.io/orphan: "true"``).
+changed a service by hand); and, in a namespace whose services follow a tag, the image interval,
+after which the registries are asked again (a tag pushed again rolls out). Deleting a CR goes
+through a finalizer that removes its swarm objects (unless it carries ``swarmkeeper.io/orphan: "true"``).
 
 One operator acts at a time: it holds a ``coordination.k8s.io`` Lease (``kube_lease``) before it
 starts kopf, and exits (non-zero, so its Deployment restarts it as a standby) if another one takes
@@ -39,6 +40,7 @@ from typing import Any
 import kopf
 from prometheus_client import Gauge
 
+from ..engine.images import RESOLVE_INTERVAL
 from ..engine.run import Clients
 from ..sources.kubernetes import (
     BOOKKEEPING_PREFIX,
@@ -58,6 +60,7 @@ from .loop import FOLLOWUP_DELAYS
 from .metrics import HealthServer, Metrics
 from .namespace_pass import Body, NamespaceReconciler
 from .triggers import Wakeup
+from .ui import Dashboard, engine_nodes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,12 @@ class OperatorOptions:
     lease_ttl: float = 15.0
     identity: str = field(default_factory=lambda: default_identity())
     registry_secret: str | None = None  # each namespace's Secret (dockerconfigjson) with its registry logins
+    # How often a tag's digest is asked of its registry (resolveImage: always): a tag pushed again
+    # is rolled out within this time.
+    image_interval: float = RESOLVE_INTERVAL
+    # The read-only dashboard (controller/ui): HOST:PORT, and its token (empty: loopback only).
+    ui_addr: str | None = None
+    ui_token: bytes = field(default=b"", repr=False)
 
 
 def default_identity() -> str:
@@ -92,6 +101,9 @@ class _Namespace:
     last_pass: float = 0.0
     requeue_delay: float = 2.0
     requeue: asyncio.TimerHandle | None = None
+    # When a pass asks the registries again about the tags its services follow (inf: none followed,
+    # or a pass for that is under way).
+    next_images: float = float("inf")
 
 
 class Operator:
@@ -135,6 +147,13 @@ class Operator:
             log.debug("namespace %s: pass (%s)", namespace, reason)
             result = await asyncio.to_thread(self.reconciler.run, namespace, bodies)
             state.served = covered
+            # The registries' answers are now at most this old; passes for other reasons in
+            # between must not push the next asking back.
+            now = time.monotonic()
+            if not result.follows_tags:
+                state.next_images = float("inf")
+            elif state.next_images == float("inf") or state.next_images <= now:
+                state.next_images = now + self.options.image_interval
         if result.requeue:
             # Work left for later (a dependency converging, an engine away): look again, less often
             # the longer it takes, so what never converges does not flood the log.
@@ -201,6 +220,19 @@ class Operator:
                 followups = sorted({*followups, *(now + d for d in FOLLOWUP_DELAYS)})
             if (reasons or due) and self.started:
                 await asyncio.gather(*(self._reconcile_logged(ns, "engine") for ns in sorted(self.namespaces())))
+
+    async def follow_images(self) -> None:
+        """A pass over each namespace that follows tags once its registries' answers are
+        ``image_interval`` old: that pass asks them again and rolls out a tag pushed again."""
+        while True:
+            now = time.monotonic()
+            if self.started and self.acting:
+                for namespace, state in list(self._namespaces.items()):
+                    if state.next_images <= now:
+                        state.next_images = float("inf")  # until that pass has run and sets the next
+                        self._spawn(namespace, "image interval")
+            soonest = min((s.next_images for s in self._namespaces.values()), default=float("inf"))
+            await asyncio.sleep(min(1.0, max(0.05, soonest - time.monotonic())))
 
     async def _reconcile_logged(self, namespace: str, reason: str) -> None:
         # Outside kopf nothing would retry or report a failed pass; the next trigger runs another.
@@ -358,17 +390,17 @@ async def serve(options: OperatorOptions) -> int:
         ["controller"],
         registry=metrics.registry,
     )
-    reconciler = NamespaceReconciler(kube, metrics, options.host, options.registry_secret)
+    reconciler = NamespaceReconciler(
+        kube, metrics, options.host, options.registry_secret, image_interval=options.image_interval
+    )
     op = Operator(options, reconciler)
     lease = KubeLease(kube.custom, options.lease_namespace, options.lease_name, options.identity, options.lease_ttl)
     health = _Health(lease, op, reconciler)
     if not await asyncio.to_thread(_engine_check, options.host, reconciler):
         return 1
-    server = None
-    if options.metrics_addr:
-        server = HealthServer(options.metrics_addr, metrics, health.healthy, health.ready)
-        server.start()
-        log.info("metrics and health on %s (/metrics, /healthz, /readyz)", options.metrics_addr)
+    stops = _start_servers(options, metrics, health, reconciler)
+    if stops is None:
+        return 2
 
     async def heartbeat() -> None:
         while True:
@@ -389,9 +421,37 @@ async def serve(options: OperatorOptions) -> int:
     finally:
         leading(False)
         beating.cancel()
-        if server is not None:
-            server.stop()
+        for stop_serving in stops:
+            stop_serving()
         await asyncio.to_thread(reconciler.notifier.close)
+
+
+def _start_servers(
+    options: OperatorOptions, metrics: Metrics, health: _Health, reconciler: NamespaceReconciler
+) -> list[Callable[[], None]] | None:
+    """The metrics and health server and the dashboard, as asked: how to stop them (None: the
+    dashboard's address cannot be had, and nothing runs)."""
+    stops: list[Callable[[], None]] = []
+    if options.metrics_addr:
+        server = HealthServer(options.metrics_addr, metrics, health.healthy, health.ready)
+        server.start()
+        stops.append(server.stop)
+        log.info("metrics and health on %s (/metrics, /healthz, /readyz)", options.metrics_addr)
+    if options.ui_addr:
+        try:
+            dashboard = Dashboard(
+                options.ui_addr, options.ui_token, source=CONTROLLER, nodes=engine_nodes(options.host)
+            )
+        except OSError as exc:
+            log.error("cannot serve the dashboard on %s: %s", options.ui_addr, exc)
+            for stop in stops:
+                stop()
+            return None
+        reconciler.dashboard = dashboard
+        dashboard.start()
+        stops.append(dashboard.stop)
+        log.info("dashboard on http://%s/", dashboard.address)
+    return stops
 
 
 def _engine_check(host: str | None, reconciler: NamespaceReconciler) -> bool:
@@ -470,6 +530,7 @@ async def _act(
     # Created before kopf starts, so that kopf, when it stops, neither waits for nor cancels them.
     keeper = asyncio.create_task(keep())
     follower = asyncio.create_task(op.follow_engine(wakeup))
+    images = asyncio.create_task(op.follow_images())
     events.start()
     try:
         if not stop.is_set():  # a signal that came while standing by
@@ -484,6 +545,7 @@ async def _act(
     finally:
         keeper.cancel()
         follower.cancel()
+        images.cancel()
         events.stop()
     if lost:
         return 1

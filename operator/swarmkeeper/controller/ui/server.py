@@ -31,7 +31,7 @@ from ...engine.run import Clients, PassOutcome
 from ...loading import Manifest
 from ...swarm.errors import EngineError
 from ...swarm.nodes import members
-from .state import MAX_PASSES, NodeView, eventful, node_views, pass_summary, snapshot
+from .state import MAX_PASSES, NodeView, eventful, merged, node_views, pass_summary, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class Dashboard:
         self.session = hmac.new(token, b"swarmkeeper-ui-session", hashlib.sha256).hexdigest() if token else ""
         self.source = source
         self._nodes = nodes
+        self._publishing = threading.Lock()
+        self._scopes: dict[str | None, tuple[Sequence[Manifest], PassOutcome]] = {}
         self.read_only = read_only
         self._describe = describe
         self._last_nodes: list[NodeView] | None = None
@@ -135,18 +137,22 @@ class Dashboard:
         ]
 
     # -- the loop's side ---------------------------------------------------------------------
-    def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:
-        """Called by the loop after each pass; never waits."""
-        summary = pass_summary(outcome)
-        # A pass with nothing to say (the swarm as wanted) is counted, not listed: a busy engine's
-        # events would otherwise push the passes that changed something off the list.
-        if eventful(summary) or not self._passes:
-            self._passes.appendleft(summary)
-        else:
-            self._passes[0] = {**self._passes[0], "quiet_after": self._passes[0].get("quiet_after", 0) + 1}
+    def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome, scope: str | None = None) -> None:
+        """Called after each pass; never waits. ``scope``: what the pass covered when passes cover
+        parts (the operator's namespaces): the page shows the last pass of each, together."""
+        summary = {**pass_summary(outcome), "scope": scope}
         # The source is described here, on the loop's thread, which is the one that changes it.
         origin = self._describe() if self._describe is not None else None
-        self._pending = (list(manifests), outcome, list(self._passes), origin)
+        with self._publishing:  # the operator's namespaces pass on threads of their own
+            # A pass with nothing to say (the swarm as wanted) is counted, not listed: a busy
+            # engine's events would otherwise push the passes that changed something off the list.
+            if eventful(summary) or not self._passes:
+                self._passes.appendleft(summary)
+            else:
+                self._passes[0] = {**self._passes[0], "quiet_after": self._passes[0].get("quiet_after", 0) + 1}
+            self._scopes[scope] = (list(manifests), outcome)
+            all_manifests, all_outcome = merged(self._scopes, scope) if len(self._scopes) > 1 else (manifests, outcome)
+            self._pending = (list(all_manifests), all_outcome, list(self._passes), origin)
         self._work.set()
 
     def start(self) -> None:

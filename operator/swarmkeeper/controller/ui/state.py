@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...api import Key, ObjectStatus
+from ...api.cluster import SwarmClusterStatus
 from ...engine.inventory import inventory
 from ...engine.run import PassOutcome
 from ...loading import Manifest
@@ -133,13 +134,43 @@ class NodeView:
     state: str
     leader: bool
     message: str
+    reachability: str | None = None
+    address: str | None = None
 
 
 def node_views(members: Sequence[Member]) -> list[NodeView]:
     return [
-        NodeView(m.id, m.hostname, m.role, m.availability, m.state, m.leader, m.message)
+        NodeView(m.id, m.hostname, m.role, m.availability, m.state, m.leader, m.message, m.reachability, m.address)
         for m in sorted(members, key=lambda m: (m.role != "manager", m.hostname))
     ]
+
+
+def cluster_nodes(statuses: Mapping[Key, ObjectStatus]) -> list[dict[str, Any]]:
+    """The nodes of each SwarmCluster as its status has them: engines reached over TLS or ssh, not
+    only the default one."""
+    out = []
+    for key, status in sorted(statuses.items()):
+        if key.kind != "SwarmCluster" or not isinstance(status, SwarmClusterStatus):
+            continue
+        nodes = [
+            {
+                "name": n.name,
+                "hostname": n.hostname or n.name,
+                "id": n.id or "",
+                "role": n.role or "",
+                "availability": n.availability or "",
+                "state": n.state,
+                "leader": n.leader,
+                "reachability": n.reachability,
+                "address": n.address,
+                "message": n.message or "",
+                "unknown": unknown,
+            }
+            for ns, unknown in ((status.nodes, False), (status.unknown_nodes, True))
+            for n in ns
+        ]
+        out.append({**_key(key), "leader": status.leader, "nodes": nodes})
+    return out
 
 
 def snapshot(
@@ -180,7 +211,7 @@ def snapshot(
         objects.append(
             {
                 **_key(key),
-                "source": source if in_specs else owner,
+                "source": owner if key in live else source,
                 "in_specs": in_specs,
                 "revision": revision or None,
                 "file": origins.get(key),
@@ -210,13 +241,34 @@ def snapshot(
         "read_only": read_only,
         "origin": origin,
         "plan": pending_plan(outcome),
+        "clusters": cluster_nodes(outcome.statuses),
         "unmanaged": [
-            {"type": type_, "name": name, "cluster": t.cluster}
-            for t in outcome.targets
-            if t.outcome is not None
-            for type_, name in sorted(t.outcome.state.foreign())
+            {"type": type_, "name": name, "cluster": cluster}
+            for cluster, type_, name in sorted(
+                {(t.cluster, *f) for t in outcome.targets if t.outcome is not None for f in t.outcome.state.foreign()},
+                key=lambda u: (u[0] or "", u[1], u[2]),
+            )
         ],
     }
+
+
+def merged(
+    scopes: Mapping[str | None, tuple[Sequence[Manifest], PassOutcome]], latest: str | None
+) -> tuple[list[Manifest], PassOutcome]:
+    """One view of the last pass of each scope (the operator's namespaces): their specs and outcomes
+    together; ``latest``'s targets last, so that what it just observed wins over older reads."""
+    order = [s for s in scopes if s != latest] + ([latest] if latest in scopes else [])
+    manifests = [m for s in order for m in scopes[s][0]]
+    newest = scopes[latest][1] if latest in scopes else None
+    out = PassOutcome(
+        targets=[t for s in order for t in scopes[s][1].targets],
+        spec_errors=[e for s in order for e in scopes[s][1].spec_errors],
+        revision=newest.revision if newest is not None else None,
+        own_statuses={k: v for s in order for k, v in scopes[s][1].own_statuses.items()},
+    )
+    if newest is not None:
+        out.started_at, out.duration = newest.started_at, newest.duration
+    return manifests, out
 
 
 def pending_plan(outcome: PassOutcome) -> list[dict[str, Any]]:

@@ -111,13 +111,23 @@ function renderTasks(state) {
   box.replaceChildren(table("", ["Service", ...columns.map((n) => names.get(n) || "(not assigned)")], rows));
 }
 
+function nodeRow(n) {
+  const state = n.state + (n.message ? ` (${n.message})` : "");
+  return el("tr", {}, el("th", { scope: "row", text: n.hostname + (n.unknown ? " (not in the spec)" : "") }),
+    el("td", { text: n.role }), el("td", { text: n.availability }),
+    el("td", { class: n.state === "ready" ? null : "error", text: state }),
+    el("td", { text: n.leader ? "leader" : (n.reachability || "") }),
+    el("td", { class: "mono", text: n.address || "" }), el("td", { class: "mono", text: (n.id || "").slice(0, 12) }));
+}
+
 function renderNodes(state) {
   const box = document.getElementById("nodes");
-  if (!state.nodes) return box.replaceChildren(el("p", { class: "empty", text: "Not read yet." }));
-  box.replaceChildren(table("", ["Node", "Role", "Availability", "State", "Leader", "ID"], state.nodes.map((n) =>
-    el("tr", {}, el("th", { scope: "row", text: n.hostname }), el("td", { text: n.role }),
-      el("td", { text: n.availability }), el("td", { text: n.state + (n.message ? ` (${n.message})` : "") }),
-      el("td", { text: n.leader ? "leader" : "" }), el("td", { class: "mono", text: n.id.slice(0, 12) })))));
+  const headers = ["Node", "Role", "Availability", "State", "Leader / reachability", "Address", "ID"];
+  const tables = [];
+  if (state.nodes) tables.push(table("default engine", headers, state.nodes.map(nodeRow)));
+  for (const c of state.clusters || []) tables.push(table(`cluster ${c.name}`, headers, c.nodes.map(nodeRow)));
+  if (!tables.length) return box.replaceChildren(el("p", { class: "empty", text: "Not read yet." }));
+  box.replaceChildren(...tables);
 }
 
 const SYMBOL = { create: "+", update: "~", recreate: "±", delete: "-" };
