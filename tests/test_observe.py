@@ -12,7 +12,7 @@ from cli_helpers import sk, write_spec
 from helpers import service_containers, wait_for
 from swarmkeeper.engine.progress import service_progress
 from swarmkeeper.swarm.connect import EngineClient
-from swarmkeeper.swarm.observe import SwarmState, observe
+from swarmkeeper.swarm.observe import SwarmState, observe, with_history
 
 SPEC = """\
 apiVersion: swarmkeeper.io/v1alpha1
@@ -91,3 +91,12 @@ def test_a_failing_service_is_read_with_its_failed_tasks(local_image: str, names
 
     error = wait_for(failing, timeout=60, message="the failing task's error was not read")
     assert "no such file" in error.lower() or "not found" in error.lower() or "exec" in error.lower(), error
+
+
+def test_a_service_removed_since_it_was_listed_reads_every_task() -> None:
+    """The history is asked for by service; one removed in between makes the engine answer 404."""
+    client = EngineClient(version="auto")
+    gone = {"ID": "no-such-service-id", "Spec": {"Mode": {"Replicated": {"Replicas": 1}}}, "ServiceStatus": {}}
+    everything = client.tasks()
+    read = with_history(client, [gone], [])
+    assert {t["ID"] for t in everything} <= {t["ID"] for t in read}

@@ -232,3 +232,39 @@ def test_sigterm_mid_pass_leaves_valid_files(local_image: str, namespace: str, s
             list(YAML(typ="safe").load_all(p.read_text()))  # still valid YAML
             assert outside_status(p.read_text()) == originals[p]
         assert not list(specs_dir.glob(".*.swarmkeeper.tmp"))
+
+
+ONE = """\
+apiVersion: swarmkeeper.io/v1alpha1
+kind: SwarmService
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  image: '{image}'
+  command: ["sleep", "3600"]
+  stopGracePeriod: 1s
+"""
+
+
+def test_a_save_in_place_whose_writer_stalls_deletes_nothing(
+    docker_api: docker.APIClient, local_image: str, namespace: str, specs_dir: Path
+) -> None:
+    """An editor's save in place truncates, then writes. On a loaded machine the writer can stall in
+    between; a pass that reads the empty file then must not prune what it held."""
+    web = write_spec(specs_dir, "web.yaml", ONE.format(name="web", ns=namespace, image=local_image))
+    write_spec(specs_dir, "db.yaml", ONE.format(name="db", ns=namespace, image=local_image))
+    with controller(specs_dir, namespace, "--prune", "--force") as ctl:
+        wait_for(lambda: status_of(web).get("ready") == "1/1", timeout=60, message="web never 1/1")
+        before = docker_api.inspect_service(f"{namespace}_web")["ID"]
+        text = web.read_text()
+        with web.open("w") as out:  # truncated: the watcher sees an empty file ...
+            out.flush()
+            time.sleep(0.4)  # ... for longer than a quick save takes
+            out.write(text)
+        time.sleep(3)
+        assert docker_api.inspect_service(f"{namespace}_web")["ID"] == before
+        assert "pruned" not in ctl.logs()
+        # A file emptied for good still deletes what it held, a second later.
+        web.write_text("")
+        wait_for(
+            lambda: not docker_api.services(filters={"name": f"{namespace}_web"}), timeout=30, message="not pruned"
+        )

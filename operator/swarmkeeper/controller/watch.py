@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api import Key
 from ..engine.run import PassOutcome
 from ..loading import LoadResult, Manifest
 from ..loading.discovery import tree_root
@@ -34,6 +35,10 @@ class WatchOptions:
 # load that a change may have overlapped is done again once the files have been still this long.
 SETTLE = 0.05
 SETTLE_TRIES = 20
+# A save in place whose writer stalls between the truncate and the write (a loaded machine) leaves
+# an empty file for longer than that: objects that left the specs are believed once the files have
+# been still this long (a deletion waits a second; an edit does not).
+VANISHED_SETTLE = 1.0
 
 
 class FolderLoopSource:
@@ -42,15 +47,27 @@ class FolderLoopSource:
     def __init__(self, paths: Sequence[Path], status: StatusMode) -> None:
         self.paths = list(paths)
         self.folder = FolderSource(self.paths, status)
+        self._keys: set[Key] = set()  # what the last load held
 
     def load(self) -> LoadResult:
+        result = self._settled(SETTLE)
+        keys = {m.key for m in result.manifests}
+        if self._keys - keys and not result.errors:
+            result = self._settled(VANISHED_SETTLE)
+            keys = {m.key for m in result.manifests}
+        if not result.errors:
+            self._keys = keys
+        return result
+
+    def _settled(self, settle: float) -> LoadResult:
+        """A load that no write overlapped: done again until the files have been still ``settle`` s."""
         for _ in range(SETTLE_TRIES):
             started = time.time()
             result = self.folder.load()
-            newest = _newest_change(self.paths, started - SETTLE)
+            newest = _newest_change(self.paths, started - settle)
             if newest is None:
                 break
-            time.sleep(min(SETTLE, max(0.005, newest + SETTLE - time.time())))
+            time.sleep(min(settle, max(0.005, newest + settle - time.time())))
         return result
 
     def publish(self, manifests: Sequence[Manifest], outcome: PassOutcome) -> None:

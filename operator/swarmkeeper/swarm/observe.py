@@ -17,12 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker.errors import NotFound
-
 from ..api import Key
 from . import labels as L
 from .connect import EngineClient
-from .errors import call
+from .errors import EngineError, call
 
 Obj = dict[str, Any]
 
@@ -150,8 +148,10 @@ def with_history(client: EngineClient, services: list[Obj], current: list[Obj]) 
         return call(client.tasks)
     try:
         history: list[Obj] = call(lambda: client.tasks(filters={"service": sorted(unsettled)}))
-    except NotFound:  # one of them was removed since the services were listed
-        return call(client.tasks)
+    except EngineError as exc:
+        if not exc.not_found:
+            raise
+        return call(client.tasks)  # one of them was removed since the services were listed
     return [*(t for t in current if t["ServiceID"] not in unsettled), *history]
 
 
