@@ -206,3 +206,28 @@ def test_cluster_nodes_come_from_each_swarm_cluster_status() -> None:
     assert by_name["m1"]["leader"] and by_name["m1"]["reachability"] == "reachable"
     assert by_name["w1"]["state"] == "unreachable" and by_name["w1"]["message"] == "tls: bad certificate"
     assert by_name["stray"]["unknown"] and not by_name["m1"]["unknown"]
+
+
+def test_a_suspended_sync_shows_the_plan_of_the_pending_revision(
+    docker_api: docker.APIClient, local_image: str, namespace: str, tmp_path: Path
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("specs/web.yaml", service_spec(namespace, replicas=2))
+    pending = repo.commit("web: two replicas")
+    port = free_port()
+    args = sync_args(
+        repo.origin, namespace, tmp_path, "--interval", "1s", "--suspend", "--ui-addr", f"127.0.0.1:{port}"
+    )
+    url = f"http://127.0.0.1:{port}"
+    with sync_process(*args, log=tmp_path / "sync.log", wait_ready=False):
+
+        def planned() -> dict[str, Any] | None:
+            data = state(url) if _answers(url) else None
+            return data if data and data["plan"] else None
+
+        data = wait_for(planned, timeout=60, message="no plan shown")
+        assert data["read_only"] and data["origin"]["suspended"] and data["origin"]["attempted"] == pending
+        (step,) = [s for s in data["plan"] if s["namespace"] == namespace]
+        assert step["action"] == "create" and step["name"] == "web" and step["reason"] == "missing"
+        time.sleep(2)
+        assert not docker_api.services(filters={"name": f"{namespace}_web"})  # suspended: nothing applied

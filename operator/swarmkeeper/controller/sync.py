@@ -50,6 +50,7 @@ from ..swarm.images import normalize_image
 from . import release as R
 from .loop import Controller, LoopOptions, PassResult, Trigger
 from .triggers import Wakeup
+from .ui import Dashboard, engine_nodes
 
 log = logging.getLogger(__name__)
 
@@ -502,13 +503,30 @@ class ReadOnlyLoop:
         self.wakeup = Wakeup()
         self.stopping = threading.Event()
         self.clients = Clients(self.settings.loop.host)
+        self.dashboard: Dashboard | None = None
 
     def stop(self) -> None:
         self.stopping.set()
         self.wakeup.poke("stop")
 
     def run(self) -> int:
-        triggers = [] if self.settings.loop.once else self.source.triggers(self.wakeup)
+        loop = self.settings.loop
+        if loop.ui_addr and not loop.once:
+            try:  # the plan of each revision, shown and not applied
+                self.dashboard = Dashboard(
+                    loop.ui_addr,
+                    loop.ui_token,
+                    source=self.settings.name,
+                    nodes=engine_nodes(loop.host),
+                    read_only=True,
+                    describe=self.source.describe,
+                )
+            except OSError as exc:
+                log.error("cannot serve the dashboard on %s: %s", loop.ui_addr, exc)
+                return 2
+            self.dashboard.start()
+            log.info("dashboard on http://%s/", self.dashboard.address)
+        triggers = [] if loop.once else self.source.triggers(self.wakeup)
         for t in triggers:
             t.start()
         shown: str | None = None
@@ -523,6 +541,8 @@ class ReadOnlyLoop:
         finally:
             for t in triggers:
                 t.stop()
+            if self.dashboard is not None:
+                self.dashboard.stop()
             self.clients.close()
         return code
 
@@ -551,6 +571,8 @@ class ReadOnlyLoop:
             commit = self.source.git.commit(revision) if self.source.git.has(revision) else None
             self.on_plan(self.settings.name, commit, errors, [] if errors else outcome.outcomes)
         self.source.publish(result.manifests, outcome)
+        if self.dashboard is not None:
+            self.dashboard.publish(result.manifests, outcome)  # never waits
         if self.source.fetch_error and self.source.revisions.fetched is None:
             return 1
         return 2 if errors else 0

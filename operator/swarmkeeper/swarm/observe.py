@@ -21,6 +21,7 @@ from ..api import Key
 from . import labels as L
 from .connect import EngineClient
 from .errors import EngineError, call
+from .lease import is_lease
 
 Obj = dict[str, Any]
 
@@ -73,7 +74,11 @@ class SwarmState:
             if n.get("Scope") == "swarm" and not L.is_managed(n.get("Labels")) and n["Name"] != "ingress"
         ]
         out += [("secret", s["Spec"]["Name"]) for s in self.secrets if not L.is_managed(s["Spec"].get("Labels"))]
-        out += [("config", c["Spec"]["Name"]) for c in self.configs if not L.is_managed(c["Spec"].get("Labels"))]
+        out += [
+            ("config", c["Spec"]["Name"])
+            for c in self.configs
+            if not L.is_managed(c["Spec"].get("Labels")) and not is_lease(c["Spec"]["Name"])  # controllers' own
+        ]
         return out
 
     def names_in_use(self) -> dict[str, set[str]]:
