@@ -46,6 +46,7 @@ every controller's log stay in the ``/tmp/sksoak-*`` folder printed first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -846,6 +847,7 @@ def run(args: argparse.Namespace, node: EngineNode, work: Path) -> int:
             return 1
         log(soak.start, f"initial specs converged in {first:.1f} s")
         if not soak.warm_up(args.warmup_restarts):
+            report(soak, figures(soak.watch_main.current, soak.sampler.tasks, soak.start, soak.duration), None, [])
             return 1
         log(soak.start, f"events for {args.minutes:g} min from now")
         initial = swarm_ids(node.api())
@@ -886,6 +888,9 @@ def main() -> int:
         cluster.init_swarm()
         return run(args, cluster.nodes[0], work)
     finally:
+        # The engine's own log goes with its state: kept beside the controllers' for a post-mortem.
+        with contextlib.suppress(OSError):
+            shutil.copy(cluster.nodes[0].log_path, work / "logs" / "dockerd.log")
         cluster.down()
 
 
