@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,9 @@ class Page:
         while not self.states.empty():
             self.states.get_nowait()
 
-    def until_degraded(self, namespace: str, name: str, after: float, timeout: float) -> float:
-        """Arrival time of the first state that shows ``name`` short of a task."""
+    def until_degraded(self, namespace: str, name: str, after: float, timeout: float) -> tuple[float, float]:
+        """Arrival time of the first state that shows ``name`` short of a task, and the end of the
+        pass that state comes from."""
         deadline = time.monotonic() + timeout
         while True:
             at, state = self.states.get(timeout=max(0.01, deadline - time.monotonic()))
@@ -81,7 +83,8 @@ class Page:
                 if o["namespace"] == namespace and o["name"] == name and o["kind"] == "SwarmService":
                     failed = any(t["state"] == "failed" for t in o["tasks"])
                     if (o["ready"] or "").split("/")[0] != (o["ready"] or "").split("/")[-1] or failed:
-                        return at
+                        started = datetime.fromisoformat(state["last_pass"]["at"].replace("Z", "+00:00"))
+                        return at, started.timestamp() + state["last_pass"]["duration_ms"] / 1000
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name}: no page saw the kill")
 
@@ -126,12 +129,18 @@ def run(n: int, pages: int, kills: int, idle: float, tmp: Path) -> None:
         time.sleep(3)
         with_pages = cpu_share(proc.pid, idle)
         latencies: list[float] = []
+        passes: list[float] = []  # kill → end of the pass that saw it
+        pushes: list[float] = []  # end of that pass → the page has it
         for i in range(kills):
             name = f"svc{(i * 7) % n}"
             for page in opened:
                 page.drain()
             killed = kill_one(namespace, name)
-            latencies += [(page.until_degraded(namespace, name, killed, 30) - killed) * 1000 for page in opened]
+            for page in opened:
+                arrived, pass_end = page.until_degraded(namespace, name, killed, 30)
+                latencies.append((arrived - killed) * 1000)
+                passes.append((pass_end - killed) * 1000)
+                pushes.append((arrived - pass_end) * 1000)
             wait_converged(namespace, n)
             time.sleep(2)
         summary = Summary.of(latencies)
@@ -148,6 +157,8 @@ def run(n: int, pages: int, kills: int, idle: float, tmp: Path) -> None:
                     [f"task killed → every page ({kills} kills, {pages} pages each) p50", f"{summary.p50:.0f} ms"],
                     ["... p95", f"{summary.p95:.0f} ms"],
                     ["... max", f"{summary.max:.0f} ms"],
+                    ["of which kill → end of the pass that saw it, p50", f"{statistics.median(passes):.0f} ms"],
+                    ["of which end of that pass → page, p50", f"{statistics.median(pushes):.0f} ms"],
                     ["states pushed per page", f"{statistics.mean(p.received for p in opened):.0f}"],
                 ],
             )
