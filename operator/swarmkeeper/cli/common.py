@@ -7,7 +7,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,6 +15,15 @@ from rich.console import Console
 if TYPE_CHECKING:
     from ..loading import LoadResult, Manifest
     from ..swarm.connect import EngineClient
+
+# --image-interval of the controllers (watch, operator).
+ImageInterval = Annotated[
+    str,
+    typer.Option(
+        metavar="DURATION",
+        help="How often registries are asked for the digest of each followed tag (resolveImage: always).",
+    ),
+]
 
 # Exit codes shared by all commands (diff uses 1 for "changes").
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2

@@ -16,6 +16,7 @@ from .common import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
+    ImageInterval,
     err,
     fail,
     load_or_exit,
@@ -440,13 +441,7 @@ def watch(
     advertise_addr: Annotated[
         str | None, typer.Option(metavar="ADDR", help="With --init-swarm: the address to advertise.")
     ] = None,
-    image_interval: Annotated[
-        str,
-        typer.Option(
-            metavar="DURATION",
-            help="How often registries are asked for the digest of each followed tag (resolveImage: always).",
-        ),
-    ] = "1m",
+    image_interval: ImageInterval = "1m",
     registry_webhook_addr: Annotated[
         str | None,
         typer.Option(

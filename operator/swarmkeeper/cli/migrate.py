@@ -168,9 +168,10 @@ def _keep_paths_or_exit(result: ImportResult, output: Path) -> None:
         for container, key in file_references(obj)
     )
     root = result.tree_root
-    if not outside or (root is not None and root_refusal(root) is None):
+    refusal = root_refusal(root) if root is not None else None
+    if not outside or (root is not None and refusal is None):
         return
-    why = "share no folder but the file system's root" if root is None else f"share {root}, which {root_refusal(root)}"
+    why = "share no folder but the file system's root" if root is None else f"share {root}, which {refusal}"
     fail(
         f"--keep-file-paths: {output} and the files its specs name {why}; nothing was written "
         f"(without --keep-file-paths the files are copied into {output / VALUES_FOLDER})",

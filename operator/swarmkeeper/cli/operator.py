@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .common import EXIT_INVALID, fail, setup_logging
+from .common import EXIT_INVALID, ImageInterval, fail, setup_logging
 from .ui import UiAddr, UiTokenFile, ui_token
 
 
@@ -57,13 +57,7 @@ def operator(
             "as a pod's imagePullSecrets; used to pin images and sent so every node can pull.",
         ),
     ] = None,
-    image_interval: Annotated[
-        str,
-        typer.Option(
-            metavar="DURATION",
-            help="How often registries are asked for the digest of each followed tag (resolveImage: always).",
-        ),
-    ] = "1m",
+    image_interval: ImageInterval = "1m",
     ui_addr: UiAddr = None,
     ui_token_file: UiTokenFile = None,
     log_format: Annotated[str, typer.Option(metavar="FORMAT", help="text or json.")] = "text",

@@ -30,7 +30,7 @@ from .once import LastingStates
 from .registry_hook import REASON as REGISTRY
 from .registry_hook import RegistryHook
 from .triggers import Wakeup
-from .ui import Dashboard, engine_nodes
+from .ui import Dashboard, start_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -224,22 +224,18 @@ class Controller:
             return self._run_once()
         server = self._start_health_server()
         if self.options.ui_addr:
-            try:
-                self.dashboard = Dashboard(
-                    self.options.ui_addr,
-                    self.options.ui_token,
-                    source=self.options.source,
-                    nodes=engine_nodes(self.options.host),
-                    read_only=self.options.read_only,
-                    describe=self.source.describe,
-                )
-            except OSError as exc:
-                log.error("cannot serve the dashboard on %s: %s", self.options.ui_addr, exc)
+            self.dashboard = start_dashboard(
+                self.options.ui_addr,
+                self.options.ui_token,
+                source=self.options.source,
+                host=self.options.host,
+                read_only=self.options.read_only,
+                describe=self.source.describe,
+            )
+            if self.dashboard is None:
                 if server is not None:
                     server.stop()
                 return 2
-            self.dashboard.start()
-            log.info("dashboard on http://%s/", self.dashboard.address)
         triggers: list[Trigger] = [*self.source.triggers(self.wakeup), EngineEvents(self._default_client, self.wakeup)]
         if self.options.registry_hook_addr:
             triggers.append(

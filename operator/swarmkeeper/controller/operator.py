@@ -60,7 +60,7 @@ from .loop import FOLLOWUP_DELAYS
 from .metrics import HealthServer, Metrics
 from .namespace_pass import Body, NamespaceReconciler
 from .triggers import Wakeup
-from .ui import Dashboard, engine_nodes
+from .ui import start_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -438,19 +438,13 @@ def _start_servers(
         stops.append(server.stop)
         log.info("metrics and health on %s (/metrics, /healthz, /readyz)", options.metrics_addr)
     if options.ui_addr:
-        try:
-            dashboard = Dashboard(
-                options.ui_addr, options.ui_token, source=CONTROLLER, nodes=engine_nodes(options.host)
-            )
-        except OSError as exc:
-            log.error("cannot serve the dashboard on %s: %s", options.ui_addr, exc)
+        dashboard = start_dashboard(options.ui_addr, options.ui_token, source=CONTROLLER, host=options.host)
+        if dashboard is None:
             for stop in stops:
                 stop()
             return None
         reconciler.dashboard = dashboard
-        dashboard.start()
         stops.append(dashboard.stop)
-        log.info("dashboard on http://%s/", dashboard.address)
     return stops
 
 

@@ -50,7 +50,7 @@ from ..swarm.images import normalize_image
 from . import release as R
 from .loop import Controller, LoopOptions, PassResult, Trigger
 from .triggers import Wakeup
-from .ui import Dashboard, engine_nodes
+from .ui import Dashboard, start_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -512,20 +512,17 @@ class ReadOnlyLoop:
     def run(self) -> int:
         loop = self.settings.loop
         if loop.ui_addr and not loop.once:
-            try:  # the plan of each revision, shown and not applied
-                self.dashboard = Dashboard(
-                    loop.ui_addr,
-                    loop.ui_token,
-                    source=self.settings.name,
-                    nodes=engine_nodes(loop.host),
-                    read_only=True,
-                    describe=self.source.describe,
-                )
-            except OSError as exc:
-                log.error("cannot serve the dashboard on %s: %s", loop.ui_addr, exc)
+            # The plan of each revision, shown and not applied.
+            self.dashboard = start_dashboard(
+                loop.ui_addr,
+                loop.ui_token,
+                source=self.settings.name,
+                host=loop.host,
+                read_only=True,
+                describe=self.source.describe,
+            )
+            if self.dashboard is None:
                 return 2
-            self.dashboard.start()
-            log.info("dashboard on http://%s/", self.dashboard.address)
         triggers = [] if loop.once else self.source.triggers(self.wakeup)
         for t in triggers:
             t.start()

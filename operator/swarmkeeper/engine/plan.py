@@ -450,11 +450,4 @@ def _skip_dependents_of_errors(plan: Plan, desired: Desired) -> None:
 
 def owned_keys(state: SwarmState, source: str) -> set[Key]:
     """Keys of the managed objects in ``state`` that ``source`` applied (unlabelled: the default)."""
-
-    def mine(labels: dict[str, str] | None) -> bool:
-        return (labels or {}).get(L.SOURCE, L.DEFAULT_SOURCE) == source
-
-    keys = {k for k, s in state.managed_services.items() if mine(s["Spec"].get("Labels"))}
-    keys |= {k for k, n in state.managed_networks.items() if mine(n.get("Labels"))}
-    keys |= {k for k, vs in state.managed_values.items() if mine(vs[-1]["Spec"].get("Labels"))}
-    return keys
+    return {k for k, owner in state.sources().items() if owner == source}

@@ -43,6 +43,13 @@ class SwarmState:
     def managed_keys(self) -> set[Key]:
         return {*self.managed_services, *self.managed_networks, *self.managed_values}
 
+    def sources(self) -> dict[Key, str]:
+        """The source that applied each managed object (its label; unlabelled: the default)."""
+        labels = {k: s["Spec"].get("Labels") for k, s in self.managed_services.items()}
+        labels |= {k: n.get("Labels") for k, n in self.managed_networks.items()}
+        labels |= {k: vs[-1]["Spec"].get("Labels") for k, vs in self.managed_values.items()}
+        return {k: (found or {}).get(L.SOURCE, L.DEFAULT_SOURCE) for k, found in labels.items()}
+
     def __post_init__(self) -> None:
         for svc in self.services:
             key = L.identity(svc["Spec"].get("Labels") or {})

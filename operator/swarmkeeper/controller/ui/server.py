@@ -239,6 +239,28 @@ class Dashboard:
         return False, False
 
 
+def start_dashboard(
+    address: str,
+    token: bytes,
+    *,
+    source: str,
+    host: str | None,
+    read_only: bool = False,
+    describe: Callable[[], dict[str, Any]] | None = None,
+) -> Dashboard | None:
+    """The dashboard on ``address``, serving; None (and said in the log) when the address cannot be had."""
+    try:
+        dashboard = Dashboard(
+            address, token, source=source, nodes=engine_nodes(host), read_only=read_only, describe=describe
+        )
+    except OSError as exc:
+        log.error("cannot serve the dashboard on %s: %s", address, exc)
+        return None
+    dashboard.start()
+    log.info("dashboard on http://%s/", dashboard.address)
+    return dashboard
+
+
 def engine_nodes(host: str | None) -> Callable[[], list[NodeView]]:
     """The default engine's nodes, on a connection of the dashboard's own."""
     clients = Clients(host)

@@ -19,7 +19,6 @@ from ...engine.run import PassOutcome
 from ...loading import Manifest
 from ...swarm import labels as L
 from ...swarm.nodes import Member
-from ...swarm.observe import SwarmState
 
 MAX_PASSES = 20  # the "last passes" list
 SHOWN_STATES = frozenset({"failed", "rejected", "orphaned"})  # ended tasks kept on show, with their error
@@ -193,9 +192,10 @@ def snapshot(
     # hold is listed too, with the status read from the swarm and the source that owns it.
     live: dict[Key, tuple[ObjectStatus, str, str]] = {}
     for o in outcome.outcomes:
+        owners = o.state.sources()
         for obj in inventory(o.state):
             created[obj.key] = obj.created
-            live[obj.key] = (obj.status, _owner(o.state, obj.key), obj.details.get("revision", ""))
+            live[obj.key] = (obj.status, owners.get(obj.key, L.DEFAULT_SOURCE), obj.details.get("revision", ""))
     errors: dict[tuple[str | None, str | None], list[str]] = {}
     for e in outcome.spec_errors:
         errors.setdefault((e.kind, e.name), []).append(str(e))
@@ -211,7 +211,7 @@ def snapshot(
         objects.append(
             {
                 **_key(key),
-                "source": owner if key in live else source,
+                "source": owner,
                 "in_specs": in_specs,
                 "revision": revision or None,
                 "file": origins.get(key),
@@ -293,14 +293,3 @@ def pending_plan(outcome: PassOutcome) -> list[dict[str, Any]]:
                     }
                 )
     return steps
-
-
-def _owner(state: SwarmState, key: Key) -> str:
-    """The source whose specs made a managed object (its ownership label)."""
-    found = state.managed_services.get(key) or state.managed_networks.get(key)
-    labels: Mapping[str, str] = {}
-    if found is not None:
-        labels = (found.get("Spec") or found).get("Labels") or {}
-    elif state.managed_values.get(key):
-        labels = state.managed_values[key][-1]["Spec"].get("Labels") or {}
-    return labels.get(L.SOURCE, L.DEFAULT_SOURCE)

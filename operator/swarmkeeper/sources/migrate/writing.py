@@ -168,10 +168,10 @@ def place_files(objects: Sequence[SpecObject], output: Path, *, names_from: Path
             named.append((container, key, full, Path(os.path.abspath(folder)), obj.kind == "SwarmSecret"))
     outside = sorted({full for _, _, full, _, _ in named if not full.is_relative_to(out)})
     base = Path(os.path.commonpath([os.path.abspath(compose_dir), *outside]))
+    copy_of = {full: out / VALUES_FOLDER / full.relative_to(base) for full in outside}
     placement = Placement()
     secret = {full for _, _, full, _, is_secret in named if is_secret}
-    for full in outside:
-        copy = out / VALUES_FOLDER / full.relative_to(base)
+    for full, copy in copy_of.items():
         try:
             data = read_bounded(full, max(MAX_VALUE_BYTES, MAX_ENV_FILE_BYTES))
             # A secret's copy is its owner's alone, whatever the original allowed.
@@ -181,8 +181,7 @@ def place_files(objects: Sequence[SpecObject], output: Path, *, names_from: Path
             continue
         placement.copies[copy] = FileCopy(full, data, mode, secret=full in secret)
     for container, key, full, folder, _ in named:
-        target = full if full.is_relative_to(out) else out / VALUES_FOLDER / full.relative_to(base)
-        container[key] = Path(os.path.relpath(target, folder)).as_posix()
+        container[key] = Path(os.path.relpath(copy_of.get(full, full), folder)).as_posix()
     return placement
 
 
